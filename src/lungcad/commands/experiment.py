@@ -1,0 +1,89 @@
+"""``lungcad experiment CONFIG.yaml --out DIR``: cross-validate a config over its split file."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Cross-validate CONFIG over the folds of its grouped split file. For each fold k: train into
+DIR/fold-<k>/ (resuming an interrupted training), choose the decision threshold on the fold's
+VALIDATION predictions by the config's rule, and predict the fold's held-out test part into
+DIR/fold-<k>/test_predictions.csv. Then pool the out-of-fold predictions into
+DIR/oof_predictions.csv, evaluate them (DIR/report/: report.json, report.md, report.html) and
+write the per-fold mean ± SD beside the pooled figures in DIR/summary.json and summary.md.
+DIR/meta.json records the command, config, split file sha256 and versions.
+
+No threshold is ever chosen on test predictions. Re-running the same command skips the folds
+that are done, so an interrupted experiment continues where it stopped.
+
+Config keys besides the training ones (configs/README.md): trainer (default lightning; another
+names a module with fit_fold), localisation (true: score saliency peaks against the manifest's
+nodule positions x_512/y_512, out of fold; or {method: gradcam, margin_mm: 10}).
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "experiment", help="cross-validate a config: train, threshold on val, test each fold",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path, metavar="CONFIG.yaml", help="YAML config (configs/)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="experiment folder to write (or continue)")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="run only the first K folds (default: every fold of the split)")
+    parser.add_argument("--split", type=Path, metavar="SPLIT.json",
+                        help="split file, instead of the config's")
+    parser.add_argument("--data", type=Path, metavar="DATASET",
+                        help="dataset folder, instead of the config's")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config key (repeatable)")
+    parser.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                        help="bootstrap resamples for the pooled report's intervals "
+                             "(default 2000; 0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.set_defaults(func=run)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as a person would type it again (paths as given)."""
+    words = ["lungcad", "experiment", str(args.config), "--out", str(args.out)]
+    for flag in ("folds", "split", "data"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag}", str(getattr(args, flag))]
+    for override in args.overrides:
+        words += ["--set", override]
+    words += ["--bootstrap", str(args.bootstrap), "--seed", str(args.seed)]
+    return shlex.join(words)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lungcad.errors import LungcadError
+    from lungcad.experiment import format_mean_sd, load_experiment_config, run_experiment
+
+    if args.bootstrap < 0:
+        raise LungcadError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"dataset={args.data.resolve()}")
+    if args.split is not None:
+        overrides.append(f"split={args.split.resolve()}")
+    config, options = load_experiment_config(args.config, overrides)
+    result = run_experiment(config, options, args.out, n_folds=args.folds,
+                            n_bootstrap=args.bootstrap, seed=args.seed,
+                            command=command_line(args), config_path=args.config)
+    summary = result.summary
+    print(f"{summary['folds_run']} fold(s), {summary['n_out_of_fold']} out-of-fold predictions "
+          f"(trained now: {result.trained_folds or 'none'})")
+    for name, stat in summary["per_fold_mean_sd"].items():
+        pooled = summary["pooled"][name]["value"]
+        print(f"  {name:12s} per fold {format_mean_sd(stat):18s} pooled "
+              + ("n/a" if pooled is None else f"{pooled:.3f}"))
+    for warning in summary["warnings"]:
+        print(f"lungcad experiment: WARNING: {warning.removeprefix('WARNING: ')}",
+              file=sys.stderr)
+    print(f"summary: {Path(args.out) / 'summary.md'}; report: "
+          f"{Path(args.out) / 'report' / 'report.html'}")
+    return 0

@@ -1,0 +1,1 @@
+"""Datasets (a folder with images and labels.csv), tasks, splits, leakage checks, caching."""

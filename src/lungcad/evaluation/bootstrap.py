@@ -1,0 +1,101 @@
+"""Seeded bootstrap confidence intervals for many metrics at once.
+
+Rows (cases) are resampled with replacement, the same rows for every metric (paired
+resampling: label, scores and prediction of a case travel together). The interval is
+:func:`scipy.stats.bootstrap`'s BCa where that is defined; where BCa is degenerate (the statistic
+barely varies, or the jackknife hits an undefined value) the percentile interval of the same
+resamples is used instead, and the method used is recorded per metric. Where some resamples
+leave a metric undefined (e.g. no positive case drawn, so no AUC), the percentile interval of the
+resamples where it is defined is given and the number left out is recorded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE_LEVEL = 0.95
+MAX_CELLS_PER_BATCH = 2_000_000  # resamples x cases held in memory at once
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float | None
+    high: float | None
+    method: str  # "BCa", "percentile", "percentile (undefined resamples left out)", or "none"
+    n_undefined: int = 0  # resamples where the metric had no value
+
+    def as_dict(self) -> dict:
+        return {"ci_low": self.low, "ci_high": self.high, "ci_method": self.method,
+                "ci_undefined_resamples": self.n_undefined}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def bootstrap_intervals(
+    n_cases: int,
+    statistic: Callable[[np.ndarray], dict[str, np.ndarray]],
+    n_resamples: int,
+    seed: int,
+    confidence_level: float = CONFIDENCE_LEVEL,
+) -> dict[str, Interval]:
+    """Confidence interval of every metric that ``statistic`` returns.
+
+    ``statistic(indices)`` gets case indices of shape ``(..., n)`` (the last axis runs over
+    cases) and returns ``{metric name: values of shape (...)}``. The same seed gives the same
+    resamples, hence the same intervals.
+    """
+    probe = statistic(np.arange(n_cases))
+    names = list(probe)
+    point = np.array([float(probe[name]) for name in names])
+    if n_resamples <= 0:
+        return {name: Interval(None, None, "none") for name in names}
+
+    def stacked(indices: np.ndarray, axis: int = -1) -> np.ndarray:
+        indices = np.moveaxis(np.asarray(indices), axis, -1)
+        values = statistic(indices)
+        return np.stack([np.asarray(values[name], dtype=float) for name in names])
+
+    batch = max(1, MAX_CELLS_PER_BATCH // max(n_cases, 1))
+    common = dict(statistic=stacked, n_resamples=n_resamples, vectorized=True, batch=batch,
+                  confidence_level=confidence_level)
+    with warnings.catch_warnings():
+        # BCa's degeneracy warnings are expected here; the fallback below handles and records them
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            bca = stats.bootstrap((np.arange(n_cases),), method="BCa",
+                                  rng=np.random.default_rng(seed), **common)
+            percentile = stats.bootstrap((np.arange(n_cases),), method="percentile",
+                                         bootstrap_result=bca, rng=np.random.default_rng(seed),
+                                         **{**common, "n_resamples": 0})
+    distribution = np.atleast_2d(bca.bootstrap_distribution)
+    alpha = (1 - confidence_level) / 2
+    intervals: dict[str, Interval] = {}
+    for i, name in enumerate(names):
+        draws = distribution[i]
+        n_undefined = int((~np.isfinite(draws)).sum())
+        if not np.isfinite(point[i]) or n_undefined == len(draws):
+            intervals[name] = Interval(None, None, "none (metric undefined)", n_undefined)
+            continue
+        low, high = bca.confidence_interval.low[i], bca.confidence_interval.high[i]
+        if n_undefined == 0 and np.isfinite(low) and np.isfinite(high):
+            intervals[name] = Interval(float(low), float(high), "BCa")
+            continue
+        low, high = percentile.confidence_interval.low[i], percentile.confidence_interval.high[i]
+        if n_undefined == 0 and np.isfinite(low) and np.isfinite(high):
+            intervals[name] = Interval(float(low), float(high), "percentile")
+            continue
+        defined = draws[np.isfinite(draws)]
+        intervals[name] = Interval(
+            _finite_or_none(np.quantile(defined, alpha)),
+            _finite_or_none(np.quantile(defined, 1 - alpha)),
+            "percentile (undefined resamples left out)",
+            n_undefined,
+        )
+    return intervals

@@ -1,0 +1,189 @@
+"""A lungcad model whose forward pass runs on ONNX Runtime (CPUExecutionProvider).
+
+:class:`OnnxLungModel` is a :class:`~lungcad.inference.LungModel`: preprocessing
+(``prepare``), batching (``predict_proba``), the decision rule (``decide``) and ``predict`` are
+LungModel's own; only ``predict_batch`` differs. It has no PyTorch network (``network`` is None),
+so saliency maps need the torch runtime.
+
+:func:`load_onnx_model` accepts
+
+- an ``.onnx`` file written by ``lungcad export`` (the model.json travels inside it);
+- a model directory, run folder or bundled name: its ``model.onnx`` if it has one (refused if
+  that file was exported from other weights or another model.json), otherwise an export made on
+  the fly (with the equivalence check) and cached as ``<cache>/onnx/<key>.onnx``, where
+  ``<cache>`` is ``$LUNGCAD_CACHE_DIR`` or ``~/.cache/lungcad``, and ``key`` hashes model.json,
+  weights.pt, the opset and the torch version. Only this path needs torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lungcad.errors import LungcadError
+from lungcad.export.common import CARD_KEY, EXPORT_KEY, INPUT_NAME, MODEL_JSON_KEY, OUTPUT_NAME
+from lungcad.inference import SPEC_FILE, WEIGHTS_FILE, LungModel, ModelSpec
+
+DIRECTORY_ONNX_FILE = "model.onnx"
+
+
+class OnnxLungModel(LungModel):
+    """A LungModel running an exported ONNX graph (output: class probabilities)."""
+
+    def __init__(self, spec: ModelSpec, session, path: Path | None = None, card: str = "",
+                 export_info: dict | None = None, directory: Path | None = None):
+        # LungModel.__init__ would call network.eval(); there is no torch network here.
+        self.spec = spec
+        self.network = None
+        self.directory = directory
+        self.session = session
+        self.path = path
+        self.export_info = export_info or {}
+        self._card = card
+        _check_session_fits(session, spec, path)
+
+    @property
+    def card(self) -> str:
+        return self._card or super().card
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (N, C) for preprocessed inputs (N, channels, size, size)."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+
+    def explain(self, image, method: str = "gradcam", target_class: str | None = None):
+        raise LungcadError("saliency maps need the PyTorch network; load the model with the "
+                           "torch runtime (lungcad.load_model / --runtime torch)")
+
+
+def _check_session_fits(session, spec: ModelSpec, path: Path | None) -> None:
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    where = path or "the ONNX model"
+    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+        raise LungcadError(f"{where}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}', "
+                           f"found inputs {list(inputs)} and outputs {list(outputs)}; export it "
+                           "with `lungcad export`")
+    p = spec.preprocessing
+    if list(inputs[INPUT_NAME][1:]) != [p.channels, p.size, p.size]:
+        raise LungcadError(f"{where}: its input shape {inputs[INPUT_NAME]} does not fit the "
+                           f"preprocessing in its metadata ({p.channels} x {p.size} x {p.size}); "
+                           "the file is damaged: export it again")
+
+
+def open_session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session for ``path``; a LungcadError for a file it cannot read."""
+    from lungcad.export.onnx_export import onnx_session
+
+    if not path.is_file():
+        raise LungcadError(f"{path}: no such ONNX file")
+    try:
+        return onnx_session(path, threads)
+    except Exception as exc:  # noqa: BLE001 - InvalidProtobuf, Fail, ...: a damaged file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LungcadError(f"{path}: ONNX Runtime cannot load this file ({first[:300]}); it is "
+                           "damaged or not an ONNX model: export it again with `lungcad export`") from None
+
+
+def read_onnx_file(path: str | Path, threads: int | None = None,
+                   directory: Path | None = None) -> OnnxLungModel:
+    """An ``.onnx`` file written by ``lungcad export``, with its embedded model.json."""
+    path = Path(path)
+    session = open_session(path, threads)
+    meta = session.get_modelmeta().custom_metadata_map
+    if MODEL_JSON_KEY not in meta:
+        raise LungcadError(f"{path}: an ONNX model without lungcad metadata ({MODEL_JSON_KEY}); "
+                           "export models with `lungcad export`, which stores the preprocessing "
+                           "and labels inside the file")
+    try:
+        spec = ModelSpec.from_dict(json.loads(meta[MODEL_JSON_KEY]), f"{path} metadata")
+        export_info = json.loads(meta.get(EXPORT_KEY, "{}"))
+    except json.JSONDecodeError as exc:
+        raise LungcadError(f"{path}: its lungcad metadata is not valid JSON ({exc}); export it "
+                           "again") from None
+    return OnnxLungModel(spec, session, path, meta.get(CARD_KEY, ""), export_info, directory)
+
+
+def onnx_cache_dir() -> Path:
+    root = os.environ.get("LUNGCAD_CACHE_DIR")
+    return (Path(root) if root else Path.home() / ".cache" / "lungcad") / "onnx"
+
+
+def _cache_key(directory: Path, opset: int) -> str:
+    import torch
+
+    digest = hashlib.sha256()
+    for name in (SPEC_FILE, WEIGHTS_FILE):
+        digest.update((directory / name).read_bytes())
+    digest.update(f"opset={opset} torch={torch.__version__}".encode())
+    return digest.hexdigest()[:32]
+
+
+def _directory_onnx(directory: Path, threads: int | None) -> OnnxLungModel:
+    """The directory's own model.onnx, refused if it no longer matches the directory."""
+    from lungcad.models._heads import file_sha256
+
+    onnx_file = directory / DIRECTORY_ONNX_FILE
+    model = read_onnx_file(onnx_file, threads, directory)
+    on_disk = ModelSpec.from_dict(json.loads((directory / SPEC_FILE).read_text()),
+                                  str(directory / SPEC_FILE))
+    recorded = model.export_info.get("weights_sha256")
+    weights = directory / WEIGHTS_FILE
+    current = file_sha256(weights) if weights.is_file() else None
+    if _comparable(on_disk) != _comparable(model.spec) or (current and recorded != current):
+        raise LungcadError(f"{onnx_file} was exported from another version of this model (its "
+                           f"model.json or weights differ from {directory}'s); export it again: "
+                           f"lungcad export {directory} --format onnx --out {onnx_file}")
+    return model
+
+
+def _comparable(spec: ModelSpec) -> dict:
+    """The spec without the lungcad version that wrote it (an upgrade changes no numbers)."""
+    return {k: v for k, v in spec.to_dict().items() if k != "lungcad_version"}
+
+
+def _writable_cache() -> Path | None:
+    folder = onnx_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
+
+
+def load_onnx_model(name_or_path: str | Path, threads: int | None = None,
+                    opset: int | None = None) -> OnnxLungModel:
+    """A model running on ONNX Runtime from an exported ``.onnx`` file, or from a model
+    directory / run folder / bundled name (see the module notes: its model.onnx, else an
+    export made on the fly and cached).
+
+    ``threads``: ONNX Runtime's intra-op threads (default: its own choice, the physical cores).
+    """
+    from lungcad.inference import resolve_model_dir
+
+    path = Path(name_or_path)
+    if path.suffix.lower() == ".onnx" or path.is_file():
+        return read_onnx_file(path, threads)
+    directory = resolve_model_dir(name_or_path)
+    if (directory / DIRECTORY_ONNX_FILE).is_file():
+        return _directory_onnx(directory, threads)
+    from lungcad.export.onnx_export import DEFAULT_OPSET, export_onnx
+    from lungcad.inference import load_model
+
+    opset = opset or DEFAULT_OPSET
+    cache = _writable_cache()
+    if cache is None:  # a read-only home: export into a temporary folder, used once
+        with tempfile.TemporaryDirectory(prefix="lungcad-onnx-") as tmp:
+            export_onnx(load_model(directory), Path(tmp) / "model.onnx", opset)
+            loaded = read_onnx_file(Path(tmp) / "model.onnx", threads, directory)
+            loaded.path = None  # the session holds the graph; the file is gone
+            return loaded
+    cached = cache / f"{_cache_key(directory, opset)}.onnx"
+    if not cached.is_file():
+        export_onnx(load_model(directory), cached, opset)
+    return read_onnx_file(cached, threads, directory)

@@ -1,0 +1,130 @@
+"""``load_image``: pick the reader by content (magic bytes), then by extension and size for the
+headerless JSRT raw format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lungcad.errors import LungcadError
+from lungcad.io.base import LoadedImage
+from lungcad.io.source import extension_of, read_source
+
+SUPPORTED = ("jsrt-raw", "png", "jpeg", "tiff", "bmp", "dicom", "npy")
+_SUPPORTED_TEXT = ("JSRT raw .IMG (2048x2048, 12-bit big-endian), PNG, JPEG, TIFF, BMP, "
+                   "DICOM (.dcm) and NumPy .npy")
+JSRT_RAW_BYTES = 2048 * 2048 * 2
+_RASTER = ("png", "jpeg", "tiff", "bmp")
+_LUNG_PRESETS = ("lung", "mediastinum")
+
+Source = str | Path | bytes | bytearray | memoryview
+
+
+def sniff_format(source: Source, *, name: str | None = None) -> str:
+    """Which reader a file needs: one of :data:`SUPPORTED`, decided by its first bytes; a file with
+    no signature is JSRT raw when it ends in .img or has exactly JSRT's size."""
+    data, label = read_source(source, name)
+    return _sniff(data, label, extension_of(source, name))
+
+
+def _sniff(data: bytes, label: str, extension: str) -> str:
+    head = data[:132]
+    # First: a DICOM preamble may itself look like a TIFF header (dual-personality files).
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if extension == ".img" or len(data) == JSRT_RAW_BYTES:
+        return "jsrt-raw"
+    if _looks_like_bare_dicom(head):
+        return "dicom"
+    raise LungcadError(
+        f"{label}: unrecognised image format (starts with bytes {data[:8].hex(' ')}); "
+        f"lungcad reads {_SUPPORTED_TEXT}")
+
+
+def _looks_like_bare_dicom(head: bytes) -> bool:
+    """DICOM written without the 128-byte preamble: starts with a little-endian tag of the file
+    meta (0002,xxxx) or identifying (0008,xxxx) group, followed by a plausible explicit VR or an
+    implicit-VR length."""
+    if len(head) < 8 or head[0:2] not in (b"\x02\x00", b"\x08\x00"):
+        return False
+    vr = head[4:6]
+    return vr.isalpha() and vr.isupper() or head[6:8] == b"\x00\x00"
+
+
+def load_image(source: Source, *, name: str | None = None, frame: int | None = None,
+               window: str | tuple[float, float] | None = None, hu: bool = False,
+               max_pixels: int = 100_000_000) -> LoadedImage:
+    """Read one image (path or uploaded bytes) as a 2-D float32 array in display convention.
+
+    ``name`` is only an extension hint for headerless raw files given as bytes; the format is
+    decided by content. ``frame`` picks one frame of a multi-frame file. ``window`` ("lung",
+    "mediastinum" or (centre, width)) and ``hu`` apply to DICOM only. Files claiming more than
+    ``max_pixels`` pixels are refused before decoding. Every failure is a :class:`LungcadError`.
+    """
+    _check_options(frame, window, hu, max_pixels)
+    data, label = read_source(source, name)
+    fmt = _sniff(data, label, extension_of(source, name))
+    if fmt != "dicom" and (window is not None or hu):
+        asked = "hu=True" if hu else f"window={window!r}"
+        raise LungcadError(f"{label} is {fmt.upper()}: {asked} applies to DICOM images only "
+                           "(other formats already hold display values)")
+    try:
+        return _read(data, fmt, label, frame=frame, window=window, hu=hu, max_pixels=max_pixels)
+    except LungcadError:
+        raise
+    except MemoryError as error:
+        raise LungcadError(f"{label}: not enough memory to decode this {fmt} image") from error
+    except Exception as error:  # the contract: a reader's failure is always a LungcadError
+        raise LungcadError(f"{label} could not be read as {fmt}: the file is damaged or "
+                           f"unsupported ({type(error).__name__}: {error})") from error
+
+
+def _check_options(frame, window, hu, max_pixels) -> None:
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 0):
+        raise LungcadError(f"frame must be a non-negative integer, not {frame!r}")
+    if isinstance(window, str):
+        if window not in _LUNG_PRESETS:
+            raise LungcadError(f"unknown window {window!r}; use 'lung', 'mediastinum' or a "
+                               "(centre, width) pair")
+    elif window is not None:
+        try:
+            centre, width = (float(v) for v in window)
+        except (TypeError, ValueError) as error:
+            raise LungcadError(f"window must be a preset name or a (centre, width) pair of "
+                               f"numbers, not {window!r}") from error
+        if not (width > 0 and abs(centre) < 1e9 and width < 1e9):
+            raise LungcadError(f"window width must be positive and finite, got {window!r}")
+    if not isinstance(hu, bool):
+        raise LungcadError(f"hu must be True or False, not {hu!r}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise LungcadError(f"max_pixels must be a positive integer, not {max_pixels!r}")
+
+
+def _read(data: bytes, fmt: str, label: str, *, frame, window, hu, max_pixels) -> LoadedImage:
+    if fmt in _RASTER:
+        from lungcad.io.raster import read_raster
+        return read_raster(data, fmt, label, frame=frame, max_pixels=max_pixels)
+    if fmt == "jsrt-raw":
+        from lungcad.io.jsrt import read_jsrt_raw
+        _only_frame_zero(frame, label)
+        return read_jsrt_raw(data, label)
+    if fmt == "npy":
+        from lungcad.io.npy import read_npy
+        _only_frame_zero(frame, label)
+        return read_npy(data, label, max_pixels=max_pixels)
+    from lungcad.io.dicom import read_dicom
+    return read_dicom(data, label, frame=frame, window=window, hu=hu, max_pixels=max_pixels)
+
+
+def _only_frame_zero(frame: int | None, label: str) -> None:
+    if frame not in (None, 0):
+        raise LungcadError(f"{label} holds a single frame; frame={frame} is out of range")

@@ -1,0 +1,391 @@
+"""The library side of ``lungcad predict``: find the images, predict them in batches, write rows.
+
+A predictions table (see :mod:`lungcad.evaluation.predictions`) has one row per image:
+
+- ``path``: the manifest's ``path`` for dataset input (so it joins with labels.csv and split
+  files), otherwise the file's path as given;
+- ``true_label`` (labelled input only): the dataset's label mapped through the model's task;
+- ``prob_<class>`` for every class, in the model's class order;
+- ``predicted_label`` at the model's decision threshold (:meth:`LungModel.decide`);
+- ``model`` (``name@version``); ``fold`` when a split file chose the images;
+- the manifest's metadata columns (subtlety, size_mm, sex, x_512, ...), and its own label as
+  ``dataset_label``, so that evaluation can make subgroup tables and localisation scores.
+
+Input is image files, folders (searched recursively) or one dataset folder (has labels.csv).
+An image that cannot be read or used is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lungcad.errors import LungcadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lungcad.data.manifest import Manifest
+    from lungcad.data.splits import Split
+    from lungcad.data.tasks import Task
+
+DISCLAIMER = "research software, not a medical device"
+RUNTIMES = ("torch", "onnx")
+SPLIT_PARTS = ("train", "val", "test")
+# Files with these endings are taken as images; others in a folder are sniffed by content.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm",
+                              ".dicom", ".npy", ".img"})
+# Never images, and too common in dataset folders to note one by one.
+_QUIET_SKIPS = frozenset({".csv", ".json", ".md", ".txt", ".yaml", ".yml"})
+PROGRESS_MIN_IMAGES = 64
+# Columns the predictions table writes itself; a manifest column of the same name is not copied.
+_OWN_COLUMNS = ("path", "true_label", "predicted_label", "model", "fold", "dataset_label")
+
+
+@dataclass
+class PredictionInput:
+    """The images to predict, in output order, with what is known about each."""
+
+    files: list[Path]                       # where each image is read from
+    keys: list[str]                         # its ``path`` value in the output
+    true_labels: list[str] | None = None    # task classes, for labelled (dataset) input
+    metadata: pd.DataFrame | None = None    # manifest columns, aligned with ``files``
+    fold: int | None = None                 # the split fold the images came from
+    notes: list[str] = field(default_factory=list)  # what was left out, and why
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+@dataclass
+class PredictionResult:
+    table: pd.DataFrame                              # one row per image predicted
+    failures: list[tuple[str, str]]                  # (path, message) of images that failed
+    probabilities: np.ndarray                        # (rows, classes), the table's prob_ columns
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+def load_runtime_model(name_or_path: str | Path, runtime: str = "torch"):
+    """A model for prediction: a model directory, training run folder or bundled model name,
+    run with PyTorch (``torch``) or ONNX Runtime (``onnx``, from ``lungcad export``).
+
+    Both give an object with ``spec``, ``classes``, ``predict_proba(arrays, batch_size,
+    sources)`` and ``decide(probs)``.
+    """
+    if runtime == "torch":
+        from lungcad.inference import load_model
+
+        return load_model(name_or_path)
+    if runtime == "onnx":
+        try:
+            from lungcad.export.onnx_runtime import load_onnx_model
+        except ImportError as exc:
+            raise LungcadError(
+                "--runtime onnx needs lungcad.export.onnx_runtime, which this installation lacks "
+                f"({exc}); use --runtime torch") from None
+        return load_onnx_model(name_or_path)
+    raise LungcadError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+
+
+def model_label(model) -> str:
+    """``name@version``, the ``model`` column's value."""
+    return f"{model.spec.name}@{model.spec.version}"
+
+
+def model_task(model) -> "Task":
+    from lungcad.data.tasks import get_task
+
+    task = get_task(model.spec.task)
+    if tuple(task.classes) != tuple(model.classes):
+        raise LungcadError(f"the model's classes {list(model.classes)} differ from those of its "
+                           f"task {task.name} {list(task.classes)}; the model directory is damaged")
+    return task
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+def _is_image_file(path: Path) -> bool:
+    """Known image ending, or (no or another ending) content a reader recognises."""
+    from lungcad.io.dispatch import JSRT_RAW_BYTES, sniff_format
+
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return True
+    if suffix in _QUIET_SKIPS:
+        return False
+    try:
+        if path.stat().st_size == JSRT_RAW_BYTES:
+            return True
+        with path.open("rb") as f:
+            head = f.read(132)
+        sniff_format(head, name=path.name)
+        return True
+    except (OSError, LungcadError):
+        return False
+
+
+def images_in_folder(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(images, skipped files) under ``folder``, recursively, sorted by path; hidden files and
+    folders are passed over."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root) / n for n in names if not n.startswith(".")]
+    images, skipped = [], []
+    for path in sorted(found, key=lambda p: p.relative_to(folder).parts):
+        if path.is_file():
+            (images if _is_image_file(path) else skipped).append(path)
+    return images, skipped
+
+
+def is_dataset_folder(path: Path) -> bool:
+    from lungcad.data.manifest import LABELS_FILE
+
+    return path.is_dir() and (path / LABELS_FILE).is_file()
+
+
+def file_input(inputs: Sequence[str | Path]) -> PredictionInput:
+    """Image files and folders (no dataset folder) to predict, duplicates removed."""
+    files: list[Path] = []
+    notes: list[str] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found, skipped = images_in_folder(path)
+            if skipped:
+                shown = ", ".join(str(p.relative_to(path)) for p in skipped[:3])
+                notes.append(f"{path}: skipped {len(skipped)} file(s) that are not images "
+                             f"({shown}{', ...' if len(skipped) > 3 else ''})")
+            if not found:
+                notes.append(f"{path}: no image files found in this folder")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise LungcadError(f"input not found: {path}")
+    seen: set[Path] = set()
+    unique = []
+    for path in files:
+        resolved = path.resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            unique.append(path)
+    if len(unique) < len(files):
+        notes.append(f"{len(files) - len(unique)} image(s) named more than once are predicted once")
+    return PredictionInput(files=unique, keys=[str(p) for p in unique], notes=notes)
+
+
+def dataset_input(manifest: "Manifest", task: "Task", paths: Sequence[str] | None = None,
+                  fold: int | None = None) -> PredictionInput:
+    """The images of a dataset (or those ``paths`` of it), labelled through ``task``.
+
+    Rows whose label has no class in the task are left out, with a note.
+    """
+    rows = manifest.table if paths is None else manifest.rows_for(list(paths))
+    mapped = task.map_labels(rows["label"])
+    keep = mapped.notna().to_numpy()
+    notes = []
+    if not keep.all():
+        dropped = sorted(set(rows.loc[~keep, "label"].astype(str)))
+        notes.append(f"left out {int((~keep).sum())} image(s) whose label ({', '.join(dropped)}) "
+                     f"has no class in task {task.name}")
+    rows = rows[keep].reset_index(drop=True)
+    metadata = rows.drop(columns=["path"]).rename(columns={"label": "dataset_label"})
+    clashing = [c for c in metadata.columns
+                if c != "dataset_label" and (c in _OWN_COLUMNS or str(c).startswith("prob_"))]
+    if clashing:
+        notes.append(f"manifest column(s) {clashing} not copied: predictions write their own")
+        metadata = metadata.drop(columns=clashing)
+    return PredictionInput(files=[manifest.image_path(p) for p in rows["path"]],
+                           keys=rows["path"].tolist(), true_labels=mapped[keep].tolist(),
+                           metadata=metadata, fold=fold, notes=notes)
+
+
+def split_paths(split: "Split", manifest: "Manifest", split_path: Path, part: str,
+                fold: int | None) -> tuple[list[str], int]:
+    """The manifest paths of one part of one fold, after checking the split suits the dataset."""
+    if part not in SPLIT_PARTS:
+        raise LungcadError(f"--part must be one of {', '.join(SPLIT_PARTS)}, not {part!r}")
+    check_split_matches(split, manifest, split_path)
+    if fold is None:
+        if split.n_folds > 1:
+            raise LungcadError(f"{split_path} has {split.n_folds} folds: pass --fold K "
+                               f"(0 to {split.n_folds - 1}) to say which fold's {part} part")
+        fold = 0
+    if not 0 <= fold < split.n_folds:
+        raise LungcadError(f"fold {fold} does not exist in {split_path} "
+                           f"(folds 0 to {split.n_folds - 1})")
+    return list(split.part(fold, part)), fold
+
+
+def check_split_matches(split: "Split", manifest: "Manifest", split_path: Path) -> None:
+    """Refuse a split file made for another labels.csv (its paths or labels may differ)."""
+    import json
+
+    wanted = getattr(split, "manifest_sha256", None)
+    if wanted is None:
+        wanted = json.loads(Path(split_path).read_text()).get("manifest_sha256")
+    if wanted and wanted != manifest.sha256():
+        raise LungcadError(
+            f"{split_path} was made for a labels.csv with sha256 {wanted[:12]}..., but "
+            f"{manifest.root / 'labels.csv'} has {manifest.sha256()[:12]}...; use the split made "
+            "for this dataset (lungcad data split)")
+
+
+def collect_input(inputs: Sequence[str | Path], task: "Task", *, split_path: Path | None = None,
+                  part: str = "test", fold: int | None = None) -> PredictionInput:
+    """What ``lungcad predict`` was given, as a :class:`PredictionInput`."""
+    from lungcad.data.manifest import Manifest
+
+    if not inputs:
+        raise LungcadError("give at least one image file, folder or dataset folder to predict")
+    datasets = [Path(p) for p in inputs if is_dataset_folder(Path(p))]
+    if datasets:
+        if len(inputs) > 1:
+            raise LungcadError(f"{datasets[0]} is a dataset folder (it has labels.csv): give it "
+                               "alone, not together with other inputs")
+        manifest = Manifest.load(datasets[0])
+        if split_path is None:
+            return dataset_input(manifest, task)
+        from lungcad.data.splits import load_split
+
+        paths, fold = split_paths(load_split(split_path), manifest, split_path, part, fold)
+        return dataset_input(manifest, task, paths, fold)
+    if split_path is not None:
+        raise LungcadError("--split needs a dataset folder (one with labels.csv) as the input")
+    return file_input(inputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# prediction
+
+def _read_images(files: Sequence[Path], keys: Sequence[str],
+                 failures: list[tuple[str, str]]) -> list[tuple[int, np.ndarray]]:
+    from lungcad.io import load_image
+
+    loaded = []
+    for i, (path, key) in enumerate(zip(files, keys)):
+        try:
+            loaded.append((i, load_image(path).array))
+        except LungcadError as exc:
+            failures.append((key, str(exc)))
+    return loaded
+
+
+def _predict_chunk(model, arrays: list[np.ndarray], names: list[str], batch_size: int,
+                   failures: list[tuple[str, str]]) -> list[np.ndarray | None]:
+    """Probabilities per image; a whole batch is tried first, then one by one if it fails, so
+    that one bad image (blank, too small, wrongly scaled) costs only its own row."""
+    try:
+        return list(model.predict_proba(arrays, batch_size=batch_size, sources=names))
+    except LungcadError:
+        pass
+    out: list[np.ndarray | None] = []
+    for array, name in zip(arrays, names):
+        try:
+            out.append(model.predict_proba([array], batch_size=1, sources=[name])[0])
+        except LungcadError as exc:
+            failures.append((name, str(exc)))
+            out.append(None)
+    return out
+
+
+def predict_input(model, inp: PredictionInput, batch_size: int = 16,
+                  progress: bool | None = None,
+                  on_failure: Callable[[str, str], None] | None = None) -> PredictionResult:
+    """Predict every image of ``inp`` in batches; failures are collected (and passed to
+    ``on_failure`` as they happen), never raised.
+
+    ``progress``: a tqdm bar on stderr; None shows one for many images on a terminal.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise LungcadError(f"--batch-size must be at least 1, not {batch_size}")
+    classes = list(model.classes)
+    failures: list[tuple[str, str]] = []
+    kept: list[int] = []
+    probs: list[np.ndarray] = []
+    disable = (not progress) if progress is not None else (len(inp) < PROGRESS_MIN_IMAGES or None)
+    with tqdm(total=len(inp), unit="image", disable=disable, file=sys.stderr,
+              desc="predicting") as bar:
+        for start in range(0, len(inp), batch_size):
+            stop = min(start + batch_size, len(inp))
+            before = len(failures)
+            loaded = _read_images(inp.files[start:stop], inp.keys[start:stop], failures)
+            names = [inp.keys[start + i] for i, _ in loaded]
+            chunk = _predict_chunk(model, [a for _, a in loaded], names, batch_size, failures)
+            for (i, _), p in zip(loaded, chunk):
+                if p is not None:
+                    kept.append(start + i)
+                    probs.append(np.asarray(p, dtype=np.float64))
+            if on_failure is not None:
+                for key, message in failures[before:]:
+                    on_failure(key, message)
+            bar.update(stop - start)
+    matrix = np.stack(probs) if probs else np.zeros((0, len(classes)))
+    return PredictionResult(prediction_table(model, inp, kept, matrix), failures, matrix)
+
+
+def prediction_table(model, inp: PredictionInput, rows: Sequence[int],
+                     probs: np.ndarray) -> pd.DataFrame:
+    """The predictions table for the images at positions ``rows`` of ``inp``."""
+    rows = list(rows)
+    table = pd.DataFrame({"path": [inp.keys[i] for i in rows]})
+    if inp.true_labels is not None:
+        table["true_label"] = [inp.true_labels[i] for i in rows]
+    for k, name in enumerate(model.classes):
+        table[f"prob_{name}"] = probs[:, k] if len(rows) else []
+    table["predicted_label"] = model.decide(probs) if len(rows) else []
+    table["model"] = model_label(model)
+    if inp.fold is not None:
+        table["fold"] = inp.fold
+    if inp.metadata is not None:
+        meta = inp.metadata.iloc[rows].reset_index(drop=True)
+        table = pd.concat([table, meta], axis=1)
+    return table
+
+
+def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write the table as CSV through a temporary file and a rename (never half a file).
+    Probabilities are written to 6 decimals; metadata columns as they are."""
+    path = Path(path)
+    table = table.copy()
+    for column in table.columns:
+        if str(column).startswith("prob_"):
+            table[column] = table[column].astype(float).round(6)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise LungcadError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            table.to_csv(f, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def verdict_line(name: str, probs: np.ndarray, model) -> str:
+    """One line for one image, e.g. ``x.png: malignant (p=0.83, threshold 0.41) — research
+    software, not a medical device``. Binary: p of the positive class, which the threshold
+    applies to; multi-class: p of the predicted class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    label = model.decide(probs[None])[0]
+    if len(model.classes) == 2:
+        threshold = 0.5 if model.spec.threshold is None else model.spec.threshold
+        detail = f"p={probs[1]:.2f}, threshold {threshold:.2f}"
+    else:
+        detail = f"p={probs[list(model.classes).index(label)]:.2f}"
+    return f"{name}: {label} ({detail}) \u2014 {DISCLAIMER}"

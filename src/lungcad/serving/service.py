@@ -1,0 +1,145 @@
+"""What the API does with an upload, independent of HTTP: decode, check, predict, explain."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+import numpy as np
+
+from lungcad.errors import LungcadError
+from lungcad.serving.heatmap import Explainer, grayscale_png, heatmaps_unavailable_reason
+
+
+class ApiError(Exception):
+    """An error the client caused: answered with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class ServedModel:
+    id: str
+    model: object  # a LungModel, or a model with the same interface (ONNX runtime)
+    workers: int = 1
+    explainer: Explainer = field(init=False)
+    executor: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.explainer = Explainer(self.model)
+        # The model's own long-lived threads: PyTorch's OpenMP keeps a thread team per calling
+        # thread, so always calling from the same few threads (rather than from whichever of
+        # the server's many pool threads is free) avoids piling up idle, spinning teams.
+        self.executor = ThreadPoolExecutor(max_workers=self.workers,
+                                           thread_name_prefix=f"lungcad-model-{self.id}")
+
+    async def run(self, function, *args):
+        """``function(*args)`` on this model's threads, awaited without blocking the loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(function, *args))
+
+    @property
+    def spec(self):
+        return self.model.spec
+
+    def effective_threshold(self) -> float | None:
+        """The probability of the positive class at or above which the verdict is positive
+        (binary models; None for multi-class, which takes the most probable class)."""
+        if len(self.spec.classes) != 2:
+            return None
+        return 0.5 if self.spec.threshold is None else float(self.spec.threshold)
+
+    def describe(self) -> dict:
+        spec = self.spec
+        return {"id": self.id, "name": spec.name, "version": spec.version, "task": spec.task,
+                "architecture": spec.architecture, "classes": list(spec.classes),
+                "threshold": self.effective_threshold(), "threshold_rule": spec.threshold_rule,
+                "modality": spec.modality, "input_size": spec.preprocessing.size,
+                "runtime": "torch" if getattr(self.model, "network", None) is not None
+                else "onnx",
+                "heatmaps": heatmaps_unavailable_reason(self.model) is None,
+                "card": getattr(self.model, "card", "") or ""}
+
+
+def unique_ids(names: list[str]) -> list[str]:
+    """Model ids for the API: the model names, made unique with -2, -3... where they repeat."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return out
+
+
+def safe_label(filename: str | None) -> str:
+    """A name for messages and a format hint, from the client's file name: never used as a path."""
+    if not filename:
+        return "uploaded image"
+    base = PurePath(filename.replace("\\", "/")).name
+    base = "".join(ch for ch in base if ch.isprintable())[:100]
+    return base or "uploaded image"
+
+
+def decode_upload(data: bytes, filename: str | None, served: ServedModel, max_pixels: int):
+    """Bytes to a :class:`~lungcad.io.LoadedImage` the model accepts, or an ApiError (422)."""
+    from lungcad.io import load_image
+
+    label = safe_label(filename)
+    if not data:
+        raise ApiError(422, f"{label} is empty (0 bytes); choose an image file")
+    try:
+        loaded = load_image(data, name=label, max_pixels=max_pixels)
+        # The model's own input checks (size, range, blank), before waiting for the model.
+        served.spec.preprocessing.check(loaded.array, label)
+    except LungcadError as error:
+        raise ApiError(422, str(error)) from None
+    return loaded
+
+
+def predict_payload(served: ServedModel, loaded) -> dict:
+    """The JSON answer for one image (without heatmap)."""
+    try:
+        prediction = served.model.predict(loaded.array)
+    except LungcadError as error:
+        raise ApiError(422, str(error)) from None
+    probabilities = {c: float(p) for c, p in prediction.probabilities.items()}
+    meta = loaded.meta
+    payload = {
+        "model": served.id,
+        "model_version": served.spec.version,
+        "task": served.spec.task,
+        "probabilities": probabilities,
+        **{f"prob_{c}": p for c, p in probabilities.items()},
+        "label": prediction.label,
+        "threshold": served.effective_threshold(),
+        "image": {"width": int(loaded.array.shape[1]), "height": int(loaded.array.shape[0]),
+                  "format": meta.format, "modality": meta.modality,
+                  "notes": list(meta.notes)},
+    }
+    return payload
+
+
+def heatmap_fields(served: ServedModel, image: np.ndarray, heat: np.ndarray,
+                   display_side: int, for_page: bool) -> dict:
+    maps = served.explainer.render(image, heat, display_side, with_layer=for_page)
+    fields = {"heatmap_png": b64(maps.overlay_png), "heatmap_method": maps.method}
+    if for_page:
+        fields["heatmap_layer_png"] = b64(maps.layer_png)
+    return fields
+
+
+def display_fields(image: np.ndarray, display_side: int) -> dict:
+    return {"image_png": b64(grayscale_png(image, display_side))}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,326 @@
+// lungcad web page: upload images to /api/v1/predict and show verdict, probabilities, heatmap.
+// Everything from the server or the user (file names, messages, model cards) is put in the page
+// as text nodes, never as HTML.
+"use strict";
+
+const API = "/api/v1";
+const state = { models: [], byId: new Map(), queue: Promise.resolve(), counter: 0 };
+
+// --- small DOM helpers -----------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function percent(p) {
+  return `${(100 * p).toFixed(1)}%`;
+}
+
+function setStatus(text) {
+  document.getElementById("status").textContent = text;
+}
+
+// --- model card: a minimal, safe Markdown rendering (headings, lists, code, tables as text) ----
+
+function inline(text) {
+  // **bold** and `code`; everything else plain text.
+  const out = document.createDocumentFragment();
+  const pattern = /(\*\*[^*]+\*\*|`[^`]+`)/g;
+  let last = 0;
+  for (const match of text.matchAll(pattern)) {
+    if (match.index > last) out.append(text.slice(last, match.index));
+    const token = match[0];
+    out.append(token.startsWith("**") ? el("strong", { text: token.slice(2, -2) })
+                                      : el("code", { text: token.slice(1, -1) }));
+    last = match.index + token.length;
+  }
+  if (last < text.length) out.append(text.slice(last));
+  return out;
+}
+
+function renderMarkdown(markdown, container) {
+  container.replaceChildren();
+  const lines = markdown.replace(/\r\n?/g, "\n").split("\n");
+  let paragraph = [];
+  let list = null;
+  let block = null; // lines of a fenced code block or a table, shown preformatted
+  const flush = () => {
+    if (paragraph.length) container.append(el("p", {}, inline(paragraph.join(" "))));
+    paragraph = [];
+    list = null;
+  };
+  for (const line of lines) {
+    if (block !== null && block.fence) {
+      if (line.trim().startsWith("```")) {
+        container.append(el("pre", { text: block.lines.join("\n") }));
+        block = null;
+      } else {
+        block.lines.push(line);
+      }
+      continue;
+    }
+    if (block !== null) { // a table: rows start with "|"
+      if (line.trim().startsWith("|")) {
+        block.lines.push(line);
+        continue;
+      }
+      container.append(el("pre", { class: "table", text: block.lines.join("\n") }));
+      block = null;
+    }
+    const trimmed = line.trim();
+    const heading = /^(#{1,6})\s+(.*)$/.exec(trimmed);
+    const item = /^[-*+]\s+(.*)$/.exec(trimmed);
+    if (trimmed.startsWith("```")) {
+      flush();
+      block = { fence: true, lines: [] };
+    } else if (trimmed.startsWith("|")) {
+      flush();
+      block = { fence: false, lines: [line] };
+    } else if (heading) {
+      flush();
+      const level = Math.min(6, heading[1].length + 2); // the card sits under the page's h2
+      container.append(el(`h${level}`, {}, inline(heading[2])));
+    } else if (item) {
+      if (paragraph.length) flush();
+      if (!list) {
+        list = el("ul");
+        container.append(list);
+      }
+      list.append(el("li", {}, inline(item[1])));
+    } else if (trimmed === "") {
+      flush();
+    } else {
+      list = null;
+      paragraph.push(trimmed);
+    }
+  }
+  if (block !== null) container.append(el("pre", { text: block.lines.join("\n") }));
+  flush();
+  if (!container.childNodes.length) {
+    container.append(el("p", { class: "muted", text: "This model has no model card." }));
+  }
+}
+
+// --- models ----------------------------------------------------------------------------------
+
+function currentModel() {
+  return state.byId.get(document.getElementById("model-select").value) || state.models[0];
+}
+
+function showModel(model) {
+  const threshold = model.threshold === null
+    ? "most probable class wins"
+    : `verdict "${model.classes[model.classes.length - 1]}" at p ≥ ${model.threshold.toFixed(3)}`;
+  document.getElementById("model-summary").textContent =
+    `${model.name} v${model.version} · ${model.task} · ${model.modality} · ` +
+    `classes: ${model.classes.join(", ")} · ${threshold}`;
+  renderMarkdown(model.card || "", document.getElementById("model-card"));
+  const wantHeatmap = document.getElementById("want-heatmap");
+  wantHeatmap.disabled = !model.heatmaps;
+  if (!model.heatmaps) wantHeatmap.checked = false;
+  document.getElementById("heatmap-note").textContent = model.heatmaps
+    ? "" : "(not available for this model: it runs on ONNX Runtime, or heatmaps are not installed)";
+}
+
+async function loadModels() {
+  const response = await fetch(`${API}/models`);
+  if (!response.ok) throw new Error(`cannot list the models (HTTP ${response.status})`);
+  const body = await response.json();
+  state.models = body.models;
+  const select = document.getElementById("model-select");
+  for (const model of body.models) {
+    state.byId.set(model.id, model);
+    select.append(el("option", { value: model.id, text: `${model.name} (v${model.version})` }));
+  }
+  select.value = body.default;
+  document.getElementById("model-picker").hidden = body.models.length < 2;
+  select.addEventListener("change", () => showModel(currentModel()));
+  showModel(currentModel());
+}
+
+// --- one result ------------------------------------------------------------------------------
+
+function probabilityRows(result, model) {
+  const list = el("ul", { class: "probs", "aria-label": "Probability per class" });
+  const positive = result.threshold !== null ? model.classes[model.classes.length - 1] : null;
+  for (const [name, p] of Object.entries(result.probabilities)) {
+    const fill = el("span", { class: "fill" });
+    fill.style.width = percent(Math.max(0, Math.min(1, p)));
+    const bar = el("span", { class: "bar", "aria-hidden": "true" }, fill);
+    if (name === positive) {
+      const mark = el("span", { class: "threshold-mark", title: `threshold ${result.threshold}` });
+      mark.style.left = percent(result.threshold);
+      bar.append(mark);
+    }
+    const chosen = name === result.label;
+    list.append(el("li", { class: chosen ? "chosen" : "" },
+      el("span", { class: "class-name", text: name }), bar,
+      el("span", { class: "value", text: percent(p) })));
+  }
+  return list;
+}
+
+function verdictBlock(result, model) {
+  const negative = model.classes[0];
+  const flagged = result.label !== negative;
+  const rule = result.threshold !== null
+    ? `Verdict "${model.classes[model.classes.length - 1]}" when its probability reaches ` +
+      `${result.threshold.toFixed(3)} (the line on its bar).`
+    : "The most probable class is the verdict.";
+  return el("div", { class: `verdict ${flagged ? "flagged" : "clear"}` },
+    el("span", { class: "verdict-caption", text: "Model output" }),
+    el("strong", { class: "verdict-label", text: result.label }),
+    el("span", { class: "verdict-rule", text: rule }));
+}
+
+function viewer(result, fileName) {
+  const base = el("img", { class: "base", alt: `${fileName} as read by lungcad`,
+                          src: `data:image/png;base64,${result.image_png}` });
+  const stack = el("div", { class: "stack" }, base);
+  const figure = el("figure", { class: "viewer" }, stack);
+  if (!result.heatmap_layer_png) {
+    figure.append(el("figcaption", { class: "muted",
+                                     text: result.heatmap_error || "No heatmap requested." }));
+    return figure;
+  }
+  const layer = el("img", { class: "heatmap", alt: "Heatmap: where the model looked (red = most)",
+                           src: `data:image/png;base64,${result.heatmap_layer_png}` });
+  stack.append(layer);
+  const id = ++state.counter;
+  const toggle = el("input", { type: "checkbox", id: `show-${id}`, checked: true });
+  const opacity = el("input", { type: "range", id: `opacity-${id}`, min: 0, max: 100, value: 70 });
+  const apply = () => {
+    layer.hidden = !toggle.checked;
+    opacity.disabled = !toggle.checked;
+    layer.style.opacity = String(opacity.value / 100);
+  };
+  toggle.addEventListener("change", apply);
+  opacity.addEventListener("input", apply);
+  apply();
+  figure.append(el("figcaption", { class: "viewer-controls" },
+    el("span", { class: "control" }, toggle, el("label", { for: toggle.id, text: "Show heatmap" })),
+    el("span", { class: "control" }, el("label", { for: opacity.id, text: "Opacity" }), opacity)));
+  return figure;
+}
+
+function renderResult(card, result, model, fileName) {
+  const image = result.image;
+  card.querySelector(".result-meta").textContent =
+    `${image.format.toUpperCase()} · ${image.width}×${image.height} px · ${model.name} v${result.model_version}`;
+  const findings = el("div", { class: "findings" }, verdictBlock(result, model),
+                      probabilityRows(result, model));
+  if (image.notes.length) {
+    findings.append(el("ul", { class: "notes", "aria-label": "Notes on reading the image" },
+      ...image.notes.map((note) => el("li", { text: note }))));
+  }
+  findings.append(el("p", { class: "muted small",
+    text: "Research output: not a diagnosis. The heatmap shows where the model's evidence came " +
+          "from, not where a lesion is." }));
+  card.querySelector(".result-body").replaceChildren(viewer(result, fileName), findings);
+  card.classList.add("done");
+}
+
+function renderError(card, message) {
+  card.querySelector(".result-meta").textContent = "not analysed";
+  card.querySelector(".result-body").replaceChildren(
+    el("p", { class: "error", role: "alert", text: message }));
+  card.classList.add("failed");
+}
+
+async function analyse(file, card, model, wantHeatmap) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  form.append("model", model.id);
+  form.append("heatmap", wantHeatmap ? "true" : "false");
+  let response;
+  try {
+    response = await fetch(`${API}/predict?display=true`, { method: "POST", body: form });
+  } catch (error) {
+    renderError(card, `Could not reach the server: ${error.message}`);
+    return false;
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (error) {
+    body = null;
+  }
+  if (!response.ok) {
+    renderError(card, body && body.error ? body.error : `The server answered HTTP ${response.status}.`);
+    return false;
+  }
+  renderResult(card, body, model, file.name);
+  return true;
+}
+
+function addFiles(files) {
+  const list = Array.from(files);
+  if (!list.length || !state.models.length) return;
+  const model = currentModel();
+  const wantHeatmap = document.getElementById("want-heatmap").checked;
+  const results = document.getElementById("results");
+  for (const file of list) {
+    const card = el("article", { class: "result", "aria-busy": "true" },
+      el("header", { class: "result-header" },
+        el("h2", { class: "result-title", text: file.name || "image" }),
+        el("span", { class: "result-meta", text: "waiting…" })),
+      el("div", { class: "result-body" },
+        el("p", { class: "pending" }, el("span", { class: "spinner", "aria-hidden": "true" }),
+           "Analysing…")));
+    results.prepend(card);
+    // One upload at a time: the server predicts one image at a time per model anyway.
+    state.queue = state.queue.then(async () => {
+      setStatus(`Analysing ${file.name}…`);
+      const ok = await analyse(file, card, model, wantHeatmap);
+      card.setAttribute("aria-busy", "false");
+      setStatus(ok ? `${file.name}: ${card.querySelector(".verdict-label").textContent}`
+                   : `${file.name}: could not be analysed`);
+    });
+  }
+}
+
+// --- wiring ----------------------------------------------------------------------------------
+
+function setUpDropzone() {
+  const zone = document.getElementById("dropzone");
+  const input = document.getElementById("file-input");
+  input.addEventListener("change", () => {
+    addFiles(input.files);
+    input.value = ""; // choosing the same file again still fires "change"
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (event) => {
+      event.preventDefault();
+      zone.classList.add("dragging");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    zone.addEventListener(type, () => zone.classList.remove("dragging"));
+  }
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    addFiles(event.dataTransfer.files);
+  });
+  // A file dropped beside the zone must not make the browser navigate away to it.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setUpDropzone();
+  loadModels().catch((error) => {
+    document.getElementById("model-summary").textContent = `Error: ${error.message}`;
+  });
+});

@@ -1,0 +1,338 @@
+"""Trainer for ``nodule-heatmap-lite0``: dense nodule supervision from the JSRT annotations.
+
+``fit_fold(manifest, train_paths, val_paths, task, out_dir, config) -> model_dir`` trains one
+fold and writes a lungcad model directory. Training uses, besides the image, the manifest's
+nodule centre (``x_512``, ``y_512``: column and row in a 512 px image), diameter (``size_mm``,
+0.7 mm per pixel at 512 px) and label; prediction needs only the image.
+
+Why it is built this way (2 shared CPU cores, about 180 training images a fold):
+
+- the stem and blocks 0-7 of the ImageNet EfficientNet-Lite0 stay frozen, so their outputs are
+  computed once per image (and once for its mirror image, the only augmentation) and reused
+  every epoch; ``tune_blocks`` chooses whether blocks 8-10 are trained too or frozen as well;
+- every 16 px cell gets a target: ``nodule`` is 1 inside the nodule's disc (at least the cell
+  holding the centre), ``malignant`` is the nodule's malignancy, supervised only inside the disc;
+- the loss adds a cell-level BCE (positives up-weighted by ``pos_weight``) and an image-level BCE
+  on the max-pooled logits that the model outputs at prediction time (multiple-instance
+  learning), for both outputs, whichever task is asked: one training serves both tasks;
+- the epoch count and every other setting is fixed in the config beforehand (nothing is picked
+  on the validation part); the validation part only sets the decision threshold.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lungcad.errors import LungcadError
+
+ARCHITECTURE = "nodule-heatmap-lite0"
+MM_PER_PIXEL_512 = 0.7
+REQUIRED_COLUMNS = ("label", "x_512", "y_512", "size_mm")
+TASK_OUTPUT = {"jsrt-nodule": "nodule", "jsrt-malignant": "malignant"}
+DEFAULTS: dict = {
+    "image_size": 512,
+    "model_args": {"pretrained": True, "head_channels": 64},
+    "tune_blocks": True,
+    "crop_cells": 8,          # training crops of crop_cells x crop_cells cells (128 px at 512)
+    "epochs": 20,
+    "batch_size": 16,
+    "lr": 1.0e-3,
+    "weight_decay": 1.0e-4,
+    "pos_weight": 10.0,
+    "image_loss_weight": 1.0,
+    "threshold": "youden",
+    "seed": 0,
+    "torch_threads": 2,
+}
+
+
+def _config(config: Mapping | None) -> dict:
+    merged = {**DEFAULTS, **(dict(config) if config else {})}
+    merged["model_args"] = {**DEFAULTS["model_args"], **dict(merged.get("model_args") or {})}
+    return merged
+
+
+def cell_targets(rows: pd.DataFrame, grid: int, image_size: int,
+                 stride: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(nodule, malignant) cell maps (N, grid, grid) float32 for the manifest ``rows``.
+
+    A cell is a nodule cell when its centre lies inside the nodule's disc, and the cell holding
+    the nodule's centre always is. ``malignant`` holds the nodule's malignancy on those cells.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise LungcadError(f"{ARCHITECTURE} training needs the nodule annotations; the manifest "
+                           f"has no column(s) {missing} (it is made for the JSRT manifest)")
+    scale = image_size / 512.0
+    centres = (np.arange(grid) + 0.5) * stride
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    nodule = np.zeros((len(rows), grid, grid), np.float32)
+    malignant = np.zeros_like(nodule)
+    for k, (_, row) in enumerate(rows.iterrows()):
+        if str(row["label"]) == "non_nodule" or pd.isna(row["x_512"]):
+            continue
+        x, y = float(row["x_512"]) * scale, float(row["y_512"]) * scale
+        radius = float(row["size_mm"]) / MM_PER_PIXEL_512 / 2 * scale
+        disc = (cx - x) ** 2 + (cy - y) ** 2 <= radius ** 2
+        disc[min(int(y // stride), grid - 1), min(int(x // stride), grid - 1)] = True
+        nodule[k] = disc
+        malignant[k] = disc * float(str(row["label"]) == "malignant")
+    return nodule, malignant
+
+
+def frozen_features(network, images: Sequence[np.ndarray], batch_size: int = 8) -> dict:
+    """Outputs of the frozen part for preprocessed images (C, S, S) and their mirror images."""
+    import torch
+
+    network.eval()
+    out: dict[str, list] = {"f8": [], "f16": [], "f8_flip": [], "f16_flip": []}
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.stack(images[start:start + batch_size]))
+            for suffix, inp in (("", x), ("_flip", x.flip(-1))):
+                f8, f16 = network.frozen_features(inp)
+                out["f8" + suffix].append(f8.numpy())
+                out["f16" + suffix].append(f16.numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _load_preprocessed(manifest, paths: Sequence[str], size: int) -> list[np.ndarray]:
+    from lungcad.io import load_image
+    from lungcad.models.registry import model_info
+    from lungcad.preprocess import Preprocessing
+
+    info = model_info(ARCHITECTURE)
+    pre = Preprocessing(size, 1, info.mean, info.std)
+    return [pre.apply(load_image(manifest.image_path(p)).array, p) for p in paths]
+
+
+def _features_for(network, manifest, paths: Sequence[str], size: int,
+                  feature_cache: Mapping[str, dict] | None) -> dict:
+    if feature_cache is not None and all(p in feature_cache for p in paths):
+        return {k: np.stack([np.asarray(feature_cache[p][k], np.float32) for p in paths])
+                for k in ("f8", "f16", "f8_flip", "f16_flip")}
+    return frozen_features(network, _load_preprocessed(manifest, paths, size))
+
+
+def _crop_origin(rng: np.random.Generator, nodule: np.ndarray, grid: int, crop: int) -> tuple[int, int]:
+    """Top-left cell of a crop; on images with a nodule, most crops hold it."""
+    if crop >= grid:
+        return 0, 0
+    cells = np.argwhere(nodule > 0)
+    if len(cells) and rng.random() < 0.7:
+        r, c = cells[rng.integers(len(cells))]
+        lo_r, lo_c = max(0, r - crop + 1), max(0, c - crop + 1)
+        return (int(rng.integers(lo_r, min(r, grid - crop) + 1)),
+                int(rng.integers(lo_c, min(c, grid - crop) + 1)))
+    return int(rng.integers(0, grid - crop + 1)), int(rng.integers(0, grid - crop + 1))
+
+
+def heatmap_loss(cells, nodule, malignant, pos_weight: float, image_weight: float):
+    """Cell-level BCE (nodule everywhere, malignancy inside nodules) + image-level BCE on maxima."""
+    import torch
+    from torch.nn import functional as F
+
+    from lungcad.models.nodule_heatmap import malignant_logit
+
+    nod_logit, mal_logit = cells[:, 0], cells[:, 1]
+    weight = torch.tensor(pos_weight, dtype=cells.dtype)
+    loss = F.binary_cross_entropy_with_logits(nod_logit, nodule, pos_weight=weight)
+    inside = nodule > 0
+    if inside.any():
+        loss = loss + F.binary_cross_entropy_with_logits(mal_logit[inside], malignant[inside])
+    if image_weight > 0:
+        combined = malignant_logit(nod_logit, mal_logit)
+        image_nod = torch.amax(nod_logit, dim=(1, 2))
+        image_mal = torch.amax(combined, dim=(1, 2))
+        loss = loss + image_weight * (
+            F.binary_cross_entropy_with_logits(image_nod, torch.amax(nodule, dim=(1, 2)))
+            + F.binary_cross_entropy_with_logits(image_mal, torch.amax(malignant, dim=(1, 2))))
+    return loss
+
+
+def train_heatmap_network(network, feats: dict, nodule: np.ndarray, malignant: np.ndarray,
+                          config: Mapping, log=print) -> None:
+    """Train the unfrozen part of ``network`` on cached frozen features and cell targets."""
+    import torch
+
+    cfg = _config(config)
+    rng = np.random.default_rng(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
+    for p in network.frozen_parameters():
+        p.requires_grad_(False)
+    tune = bool(cfg["tune_blocks"])
+    f8 = {False: torch.from_numpy(feats["f8"]), True: torch.from_numpy(feats["f8_flip"])}
+    f16 = {False: torch.from_numpy(feats["f16"]), True: torch.from_numpy(feats["f16_flip"])}
+    if not tune:  # blocks 8-10 frozen too: run them once
+        network.blocks_tuned.eval()
+        for p in network.blocks_tuned.parameters():
+            p.requires_grad_(False)
+        with torch.inference_mode():
+            for flip in (False, True):
+                x = f16[flip]
+                for block in network.blocks_tuned:
+                    x = block(x)
+                f16[flip] = x.clone()
+    nod = {False: torch.from_numpy(nodule), True: torch.from_numpy(nodule[:, :, ::-1].copy())}
+    mal = {False: torch.from_numpy(malignant), True: torch.from_numpy(malignant[:, :, ::-1].copy())}
+    grid = nodule.shape[-1]
+    crop = min(int(cfg["crop_cells"]), grid)
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    n, bs, epochs = len(nodule), int(cfg["batch_size"]), int(cfg["epochs"])
+    steps = epochs * max(1, -(-n // bs))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps,
+                                                pct_start=0.1)
+    network.head.train()
+    network.cells.train()
+    if tune:
+        network.blocks_tuned.train()
+    t0 = time.time()
+    for epoch in range(epochs):
+        order, total = rng.permutation(n), 0.0
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            flips = rng.random(len(idx)) < 0.5
+            parts = []
+            for i, flip in zip(idx, flips):
+                r, c = _crop_origin(rng, nod[bool(flip)][i].numpy(), grid, crop)
+                sl = (slice(r, r + crop), slice(c, c + crop))
+                parts.append((f8[bool(flip)][i][:, sl[0], sl[1]], f16[bool(flip)][i][:, sl[0], sl[1]],
+                              nod[bool(flip)][i][sl], mal[bool(flip)][i][sl]))
+            b8, b16, bn, bm = (torch.stack(t) for t in zip(*parts))
+            if tune:
+                cells = network.cells_from_features(b8, b16)
+            else:
+                cells = network.cells(network.head(torch.cat([b8, b16], dim=1)))
+            loss = heatmap_loss(cells, bn, bm, cfg["pos_weight"], cfg["image_loss_weight"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        if epoch % 5 == 0 or epoch == epochs - 1:
+            log(f"epoch {epoch}: loss {total / n:.4f} ({time.time() - t0:.0f} s)")
+    network.eval()
+
+
+def score_features(network, feats: dict, output: str, batch_size: int = 32) -> np.ndarray:
+    """Positive-class probabilities from cached frozen features (same as the network's forward)."""
+    import torch
+
+    network.eval()
+    network.output = output
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(feats["f8"]), batch_size):
+            cells = network.cells_from_features(torch.from_numpy(feats["f8"][start:start + batch_size]),
+                                                torch.from_numpy(feats["f16"][start:start + batch_size]))
+            out.append(torch.sigmoid(_pooled(cells, output)).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _pooled(cells, output: str):
+    import torch
+
+    from lungcad.models.nodule_heatmap import malignant_logit
+
+    if output == "nodule":
+        return torch.amax(cells[:, 0], dim=(1, 2))
+    return torch.amax(malignant_logit(cells[:, 0], cells[:, 1]), dim=(1, 2))
+
+
+def _task_labels(task, rows: pd.DataFrame) -> np.ndarray:
+    return np.asarray(task.class_index(rows["label"]), dtype=int)
+
+
+def fit_fold(manifest, train_paths: Sequence[str], val_paths: Sequence[str], task,
+             out_dir: str | Path, config: Mapping | None = None, *,
+             feature_cache: Mapping[str, dict] | None = None, log=print) -> Path:
+    """Train ``nodule-heatmap-lite0`` on ``train_paths``; threshold on ``val_paths``; save it.
+
+    ``manifest``: a :class:`lungcad.data.manifest.Manifest` (or its folder); ``task``:
+    ``jsrt-nodule`` or ``jsrt-malignant`` (name or Task). ``feature_cache`` (optional) maps a
+    path to its precomputed :func:`frozen_features` entries, to save time across folds.
+    Returns the model directory ``out_dir/model``.
+    """
+    name = task if isinstance(task, str) else task.name
+    return fit_fold_tasks(manifest, train_paths, val_paths, [name], out_dir, config,
+                          feature_cache=feature_cache, log=log)[name]
+
+
+def fit_fold_tasks(manifest, train_paths: Sequence[str], val_paths: Sequence[str],
+                   tasks: Sequence[str], out_dir: str | Path, config: Mapping | None = None, *,
+                   feature_cache: Mapping[str, dict] | None = None, log=print,
+                   score_paths: Sequence[str] = ()) -> dict:
+    """One training (both outputs are trained anyway), one model directory per task.
+
+    With one task the directory is ``out_dir/model``; with several, ``out_dir/<task>/model``.
+    Returns {task name: model directory}; with ``score_paths`` also {"scores": {task: probs}}
+    for those images (e.g. a fold's test part), computed from the cached features.
+    """
+    import torch
+
+    from lungcad.data.manifest import Manifest
+    from lungcad.data.tasks import get_task
+    from lungcad.evaluation.thresholds import choose_threshold
+    from lungcad.inference import ModelSpec, save_model_dir
+    from lungcad.models.registry import create_model, model_info
+    from lungcad.preprocess import Preprocessing
+    from lungcad.training.run import _architecture_args_for_loading
+
+    cfg = _config(config)
+    task_objs = [get_task(t) for t in tasks]
+    for t in task_objs:
+        if t.name not in TASK_OUTPUT:
+            raise LungcadError(f"{ARCHITECTURE} trains only {sorted(TASK_OUTPUT)}, not {t.name}")
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.load(manifest)
+    if not train_paths or not val_paths:
+        raise LungcadError(f"{ARCHITECTURE}: both the training and the validation part need images")
+    torch.set_num_threads(int(cfg["torch_threads"]))
+    size = int(cfg["image_size"])
+    if size % 32:
+        raise LungcadError(f"{ARCHITECTURE}: image_size must be a multiple of 32, got {size}")
+    torch.manual_seed(int(cfg["seed"]))  # the head's initial weights, reproducibly
+    network = create_model(ARCHITECTURE, 2, **cfg["model_args"])
+    train_rows, val_rows = manifest.rows_for(list(train_paths)), manifest.rows_for(list(val_paths))
+    for t in task_objs:
+        t.check_labels(train_rows["label"])
+    feats = _features_for(network, manifest, train_paths, size, feature_cache)
+    nodule, malignant = cell_targets(train_rows, feats["f16"].shape[-1], size)
+    train_heatmap_network(network, feats, nodule, malignant, cfg, log=log)
+    val_feats = _features_for(network, manifest, val_paths, size, feature_cache)
+    score_feats = (_features_for(network, manifest, score_paths, size, feature_cache)
+                   if len(score_paths) else None)
+
+    info = model_info(ARCHITECTURE)
+    result: dict = {"scores": {}}
+    for t in task_objs:
+        output = TASK_OUTPUT[t.name]
+        val_scores = score_features(network, val_feats, output)
+        threshold = choose_threshold(_task_labels(t, val_rows), val_scores, cfg["threshold"])
+        if score_feats is not None:
+            result["scores"][t.name] = score_features(network, score_feats, output)
+        network.output = output
+        model_args = {**cfg["model_args"], "output": output}
+        spec = ModelSpec(name=cfg.get("name", f"{t.name}-{ARCHITECTURE}"),
+                         architecture=ARCHITECTURE, task=t.name, classes=list(t.classes),
+                         preprocessing=Preprocessing(size, 1, info.mean, info.std),
+                         threshold=float(threshold), threshold_rule=str(cfg["threshold"]),
+                         architecture_args=_architecture_args_for_loading(ARCHITECTURE, model_args),
+                         modality="chest radiograph",
+                         metrics={"n_train": len(train_paths), "n_val": len(val_paths)})
+        card = (f"# {spec.name}\n\nResearch software, not a medical device. Not for diagnosis.\n\n"
+                f"- Architecture: `{ARCHITECTURE}` ({size} px), output `{output}`: the image "
+                "score is the strongest 16 px cell of a nodule heatmap\n"
+                f"- Trained on {len(train_paths)} images of `{manifest.root}` with the nodule "
+                "positions and sizes as cell targets; prediction uses the image only\n"
+                f"- Threshold {threshold:.4g} ({cfg['threshold']}) chosen on {len(val_paths)} "
+                "validation images\n")
+        where = Path(out_dir) / "model" if len(task_objs) == 1 else Path(out_dir) / t.name / "model"
+        result[t.name] = save_model_dir(where, network, spec, card)
+    return result

@@ -1,0 +1,119 @@
+"""`lungcad export` and `lungcad predict --runtime onnx` end to end, on a synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from export_data import CARD, random_images
+from PIL import Image
+
+from lungcad.cli import main
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A labelled dataset folder: 7 PNGs of different sizes, JSRT labels."""
+    root = tmp_path_factory.mktemp("data") / "synth"
+    (root / "images").mkdir(parents=True)
+    rows = ["path,label"]
+    for i, image in enumerate(random_images(7, seed=11)):
+        rel = f"images/case{i}.png"
+        Image.fromarray((image * 255).astype(np.uint8)).save(root / rel)
+        rows.append(f"{rel},{('malignant', 'benign', 'non_nodule')[i % 3]}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _probabilities(path) -> np.ndarray:
+    table = pd.read_csv(path)
+    return table[[c for c in table.columns if c.startswith("prob_")]].to_numpy()
+
+
+def test_export_onnx_then_predict_matches_torch(ct_model_dir, dataset, tmp_path, capsys):
+    onnx_file = tmp_path / "ct.onnx"
+    assert main(["export", str(ct_model_dir), "--format", "onnx", "--out", str(onnx_file)]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "max |p difference|" in out and "batch sizes 1, 3" in out
+    assert json.loads((tmp_path / "ct.onnx.json").read_text())["name"] == "test-ct-cnn"
+
+    runs = {"torch": (str(ct_model_dir), "torch"), "file": (str(onnx_file), "onnx"),
+            "directory": (str(ct_model_dir), "onnx")}
+    tables = {}
+    for key, (model, runtime) in runs.items():
+        csv = tmp_path / f"{key}.csv"
+        assert main(["predict", model, str(dataset), "--runtime", runtime, "--out", str(csv),
+                     "--batch-size", "3"]) == 0
+        tables[key] = pd.read_csv(csv)
+    reference = tables.pop("torch")
+    assert len(reference) == 7
+    for key, table in tables.items():
+        np.testing.assert_allclose(_probabilities(tmp_path / f"{key}.csv"),
+                                   _probabilities(tmp_path / "torch.csv"), atol=1e-4, rtol=0)
+        pd.testing.assert_frame_equal(table.drop(columns=["prob_rest", "prob_malignant"]),
+                                      reference.drop(columns=["prob_rest", "prob_malignant"]))
+
+
+def test_single_image_verdict_with_onnx(ct_model_dir, dataset, capsys):
+    image = dataset / "images" / "case0.png"
+    assert main(["predict", str(ct_model_dir), str(image)]) == 0
+    torch_line = capsys.readouterr().out
+    assert main(["predict", str(ct_model_dir), str(image), "--runtime", "onnx"]) == 0
+    assert capsys.readouterr().out == torch_line
+
+
+def test_export_torchscript_round_trips(lstm_model_dir, tmp_path, capsys):
+    from lungcad.export.torchscript import load_torchscript_model
+    from lungcad.inference import load_model
+
+    archive = tmp_path / "lstm.pt"
+    assert main(["export", str(lstm_model_dir), "--format", "torchscript", "--out",
+                 str(archive)]) == 0
+    assert "torchscript" in capsys.readouterr().out
+    scripted = load_torchscript_model(archive)
+    reference = load_model(lstm_model_dir)
+    assert scripted.spec.to_dict() == reference.spec.to_dict() and scripted.card == CARD
+    assert json.loads((tmp_path / "lstm.pt.json").read_text())["export"]["runtime_format"] \
+        == "torchscript"
+    images = random_images(5, seed=2)
+    np.testing.assert_allclose(scripted.predict_proba(images, batch_size=2),
+                               reference.predict_proba(images), atol=1e-4, rtol=0)
+
+
+def test_damaged_torchscript_is_a_lungcad_error(tmp_path):
+    from lungcad.errors import LungcadError
+    from lungcad.export.torchscript import load_torchscript_model
+
+    (tmp_path / "bad.pt").write_bytes(b"PK\x03\x04 not really a zip" * 10)
+    with pytest.raises(LungcadError, match="bad.pt"):
+        load_torchscript_model(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--opset", "9"], "too old"),
+    (["--format", "torchscript", "--opset", "17"], "--opset applies to --format onnx only"),
+    (["--tolerance", "0"], "--tolerance must be positive"),
+])
+def test_bad_options_are_one_line_errors(ct_model_dir, tmp_path, capsys, argv, message):
+    assert main(["export", str(ct_model_dir), "--out", str(tmp_path / "x.onnx"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_not_a_model_and_out_folder_are_errors(ct_model_dir, tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "not a model directory" in capsys.readouterr().err
+    assert main(["export", str(ct_model_dir), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["export", str(ct_model_dir), "--out", str(tmp_path / "no" / "x.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_predict_onnx_with_damaged_file_is_one_line(tmp_path, dataset, capsys):
+    (tmp_path / "bad.onnx").write_bytes(b"nonsense")
+    assert main(["predict", str(tmp_path / "bad.onnx"), str(dataset), "--runtime", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.onnx" in err and "Traceback" not in err

@@ -1,0 +1,59 @@
+"""ONNX Runtime and PyTorch agree on real JSRT radiographs (read from ../shared/data, never
+copied), and the web app serves an exported model with the same answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lungcad.cli import main
+
+pytestmark = pytest.mark.data
+
+CASES = ("JPCLN001.png", "JPCLN002.png", "JPCNN001.png", "JPCNN002.png")
+
+
+@pytest.fixture(scope="module")
+def jsrt_images(shared_data):
+    return [shared_data / "jsrt" / "images" / name for name in CASES]
+
+
+def test_predict_onnx_matches_torch_on_jsrt(lstm_model_dir, jsrt_images, tmp_path):
+    out = {}
+    for runtime in ("torch", "onnx"):
+        out[runtime] = tmp_path / f"{runtime}.csv"
+        assert main(["predict", str(lstm_model_dir), *map(str, jsrt_images), "--runtime",
+                     runtime, "--out", str(out[runtime])]) == 0
+    torch_table, onnx_table = pd.read_csv(out["torch"]), pd.read_csv(out["onnx"])
+    probs = [c for c in torch_table.columns if c.startswith("prob_")]
+    assert len(probs) == 3 and len(torch_table) == len(CASES)
+    np.testing.assert_allclose(onnx_table[probs].to_numpy(), torch_table[probs].to_numpy(),
+                               atol=1e-4, rtol=0)
+    assert onnx_table["predicted_label"].tolist() == torch_table["predicted_label"].tolist()
+
+
+def test_serve_onnx_runtime_matches_torch(ct_model_dir, jsrt_images, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lungcad.export.onnx_export import export_onnx
+    from lungcad.inference import load_model
+    from lungcad.serving.app import create_app
+    from lungcad.serving.settings import ServeSettings
+
+    onnx_file = tmp_path / "ct.onnx"
+    export_onnx(load_model(ct_model_dir), onnx_file)
+    answers = {}
+    for runtime, model in (("torch", ct_model_dir), ("onnx", onnx_file)):
+        app = create_app([str(model)], ServeSettings(runtime=runtime))
+        with TestClient(app) as client:
+            answers[runtime] = [client.post("/api/v1/predict", files={
+                "file": (path.name, path.read_bytes(), "image/png")}).json() for path in jsrt_images]
+            if runtime == "onnx":
+                heat = client.post("/api/v1/predict?heatmap=true", files={
+                    "file": ("x.png", jsrt_images[0].read_bytes(), "image/png")}).json()
+                assert "torch" in heat["heatmap_error"]   # the prediction stands without one
+    for a, b in zip(answers["torch"], answers["onnx"]):
+        assert a["label"] == b["label"]
+        for cls, p in a["probabilities"].items():
+            assert b["probabilities"][cls] == pytest.approx(p, abs=1e-4)
