@@ -16,7 +16,6 @@ from lungcad.errors import LungcadError
 
 # Order here is the order `lungcad --help` lists the verbs.
 VERB_MODULES = [
-    "demo",
     "data",
     "models",
     "train",
@@ -38,13 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lungcad {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in VERB_MODULES:
-        try:
-            module = importlib.import_module(f"lungcad.commands.{name}")
-        except ModuleNotFoundError as exc:  # a verb not built yet must not break the others
-            if exc.name == f"lungcad.commands.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"lungcad.commands.{name}").register(sub)
     return parser
 
 

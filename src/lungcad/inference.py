@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +242,6 @@ def load_model(name_or_path: str | Path) -> LungModel:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         network.load_state_dict(state)
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError, KeyError) as exc:
         raise LungcadError(f"{weights}: cannot load the weights ({str(exc).splitlines()[0]})") from None
     return LungModel(spec, network, directory)

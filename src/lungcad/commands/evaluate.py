@@ -14,7 +14,8 @@ report.json, report.md, report.html (self-contained) and figures/ into --out.
 
 Threshold (binary tasks): with --validation the threshold is chosen on the validation
 predictions (rule youden unless --threshold names another) and applied unchanged to the test
-predictions. A rule without --validation is chosen on the scored data itself, and the report
+predictions. Validation predictions need only path, true_label and prob_<class> columns (as in
+a training run's val_predictions.csv). A rule without --validation is chosen on the scored data itself, and the report
 warns that this is optimistic. A number is applied as is. Without either, the model's own
 predicted_label column is scored.
 """
@@ -45,11 +46,16 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.evaluation.render import write_report
     from lungcad.evaluation.report import evaluate_predictions
 
-    test = read_predictions(args.predictions)
-    validation = read_predictions(args.validation) if args.validation else None
+    # predicted_label/model may be absent when --threshold or --validation makes the decisions;
+    # evaluate_predictions says so if they are needed
+    test = read_predictions(args.predictions, require_decisions=False)
+    # a training run's val_predictions.csv has no predicted_label/model columns; choosing a
+    # threshold needs neither
+    validation = (read_predictions(args.validation, require_decisions=False)
+                  if args.validation else None)
     if args.model:
-        test = select_model(test, args.model)
-        if validation is not None:
+        test = select_model(test, args.model)  # needs the model column; says so if absent
+        if validation is not None and "model" in validation.columns:
             validation = select_model(validation, args.model)
     report = evaluate_predictions(test, validation, args.threshold, args.bootstrap, args.seed)
     write_report(report, args.out)

@@ -7,6 +7,10 @@ and by ``lungcad experiment``) is a CSV with columns
 - ``prob_<class>`` for every class, in class order (binary: negative first, positive last);
 - ``predicted_label``; ``model``; optional ``fold``;
 - any metadata passed through from the manifest (JSRT: subtlety, size_mm, age, sex, ...).
+
+A training run's ``val_predictions.csv`` has only ``path``, ``true_label`` and the ``prob_``
+columns: enough to choose a threshold on, which is all validation predictions are used for.
+Read such a file with ``require_decisions=False``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from lungcad.errors import LungcadError
 
 PROB_PREFIX = "prob_"
 REQUIRED_COLUMNS = ("path", "predicted_label", "model")
+DECISION_COLUMNS = ("predicted_label", "model")  # not needed to choose a threshold
 LABEL_COLUMNS = ("path", "true_label", "predicted_label", "model")
 ROW_SUM_TOLERANCE = 1e-3  # files round probabilities; a row off by more is not a distribution
 
@@ -35,7 +40,7 @@ class Predictions:
     classes: tuple[str, ...]
     probs: np.ndarray  # (n, K) float64, rows sum to ~1
     y: np.ndarray | None  # (n,) class index of true_label
-    predicted: np.ndarray  # (n,) class index of predicted_label
+    predicted: np.ndarray  # (n,) class index of predicted_label (argmax if the file has none)
 
     @property
     def binary(self) -> bool:
@@ -54,9 +59,11 @@ def source_name(frame: pd.DataFrame, default: str = "predictions") -> str:
     return str(frame.attrs.get("source", default))
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
+def read_predictions(path: str | Path, require_decisions: bool = True) -> pd.DataFrame:
     """Read a predictions CSV and validate it; the frame's ``attrs`` hold its source and sha256.
 
+    ``require_decisions=False`` accepts a file without ``predicted_label``/``model`` (a training
+    run's ``val_predictions.csv``), as validation predictions to choose a threshold on.
     Raises :class:`LungcadError` naming the file (and row) for anything wrong with it.
     """
     path = Path(path)
@@ -70,7 +77,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
         raise LungcadError(f"predictions file {path} is not a readable CSV ({first_line})") from None
     frame.attrs["source"] = str(path)
     frame.attrs["sha256"] = hashlib.sha256(raw).hexdigest()
-    validate_predictions(frame)
+    validate_predictions(frame, require_decisions=require_decisions)
     return frame
 
 
@@ -85,18 +92,25 @@ def _row_label(frame: pd.DataFrame, position: int) -> str:
     return f"{where} (path {path_value})" if isinstance(path_value, str) else where
 
 
-def validate_predictions(frame: pd.DataFrame, require_labels: bool = False) -> Predictions:
-    """Check a predictions table and return it as arrays; raise :class:`LungcadError` if bad."""
+def validate_predictions(frame: pd.DataFrame, require_labels: bool = False,
+                         require_decisions: bool = True) -> Predictions:
+    """Check a predictions table and return it as arrays; raise :class:`LungcadError` if bad.
+
+    ``require_decisions=False``: ``predicted_label`` and ``model`` may be absent (validation
+    predictions only choose a threshold); ``predicted`` is then the most probable class.
+    """
     source = source_name(frame)
     if len(frame) == 0:
         raise LungcadError(f"{source}: the predictions file has no rows")
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    required = REQUIRED_COLUMNS if require_decisions else tuple(
+        c for c in REQUIRED_COLUMNS if c not in DECISION_COLUMNS)
+    missing = [c for c in required if c not in frame.columns]
     classes = class_names(frame)
     if missing:
-        raise LungcadError(
-            f"{source}: missing column(s) {missing}; a predictions file needs path, "
-            "prob_<class> for every class, predicted_label and model (write it with lungcad predict)"
-        )
+        needs = ("path, prob_<class> for every class, predicted_label and model (write it with "
+                 "lungcad predict)" if require_decisions else
+                 "path, true_label and prob_<class> for every class")
+        raise LungcadError(f"{source}: missing column(s) {missing}; a predictions file needs {needs}")
     if len(classes) < 2:
         raise LungcadError(
             f"{source}: found {len(classes)} prob_<class> column(s); a predictions file needs one "
@@ -115,9 +129,12 @@ def validate_predictions(frame: pd.DataFrame, require_labels: bool = False) -> P
     bad_cell = ~np.isfinite(probs) | (probs < 0) | (probs > 1)
     if bad_cell.any():
         row, col = np.argwhere(bad_cell)[0]
+        cell = frame[prob_columns[col]].iloc[row]
+        # repr quotes text ('high'); str keeps numbers readable (1.5, not np.float64(1.5))
+        shown = repr(cell) if isinstance(cell, str) else str(cell)
         raise LungcadError(
-            f"{source} {_row_label(frame, row)}: {prob_columns[col]}="
-            f"{frame[prob_columns[col]].iloc[row]!r} is not a probability in [0, 1]"
+            f"{source} {_row_label(frame, row)}: {prob_columns[col]}={shown} is not a "
+            "probability in [0, 1]"
         )
     sums = probs.sum(axis=1)
     off = np.flatnonzero(np.abs(sums - 1) > ROW_SUM_TOLERANCE)
@@ -128,7 +145,10 @@ def validate_predictions(frame: pd.DataFrame, require_labels: bool = False) -> P
             f"({off.size} such row(s)); the prob_ columns must hold one distribution per row"
         )
 
-    predicted = _label_indices(frame, "predicted_label", classes, source)
+    if "predicted_label" in frame.columns:
+        predicted = _label_indices(frame, "predicted_label", classes, source)
+    else:  # only allowed without require_decisions; nothing scores these
+        predicted = probs.argmax(axis=1)
     y = _label_indices(frame, "true_label", classes, source) if "true_label" in frame.columns else None
     return Predictions(frame=frame, source=source, classes=classes, probs=probs, y=y,
                        predicted=predicted)

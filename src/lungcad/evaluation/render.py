@@ -117,7 +117,7 @@ def report_blocks(report: dict, figures: dict[str, bytes]) -> list[Block]:
     validation = report["inputs"]["validation"]
     counts = ", ".join(f"{c}: {n}" for c, n in task["class_counts"].items())
     b.append(Block("paragraph", f"Test predictions: {test['source']} ({test['n']} cases; {counts}). "
-                                f"Model(s): {', '.join(test['models'])}."
+                                f"Model(s): {', '.join(test['models']) or 'not named'}."
                                 + (f" Folds: {', '.join(test['folds'])}." if test["folds"] else "")))
     if validation:
         b.append(Block("paragraph", f"Validation predictions: {validation['source']} "

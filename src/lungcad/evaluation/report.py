@@ -65,14 +65,26 @@ def evaluate_predictions(
     """
     if n_bootstrap < 0:
         raise LungcadError(f"--bootstrap must be 0 (no intervals) or more, not {n_bootstrap}")
-    preds = validate_predictions(test, require_labels=True)
-    val = validate_predictions(validation, require_labels=True) if validation is not None else None
+    # a threshold (a rule, a number, or chosen on validation) makes the decisions, so the test
+    # file may lack predicted_label/model (e.g. a training run's val_predictions.csv); where the
+    # predicted_label column is scored, its absence is reported below
+    preds = validate_predictions(test, require_labels=True, require_decisions=False)
+    # validation predictions only choose the threshold: predicted_label/model are not needed
+    # (a training run's val_predictions.csv has neither)
+    val = (validate_predictions(validation, require_labels=True, require_decisions=False)
+           if validation is not None else None)
     warnings = _input_warnings(preds)
     threshold_record, threshold_warnings = resolve_threshold(preds, val, threshold)
     warnings += threshold_warnings
 
     if preds.binary and threshold_record["value"] is not None:
         predicted = (preds.positive_scores >= threshold_record["value"]).astype(int)
+    elif "predicted_label" not in preds.frame.columns:
+        raise LungcadError(
+            f"{preds.source}: has no predicted_label column, and "
+            + ("a multi-class report scores it" if not preds.binary else "no threshold was given")
+            + "; add the column (lungcad predict writes it)"
+            + (", or give --threshold RULE_OR_NUMBER" if preds.binary else ""))
     else:
         predicted = preds.predicted
 
@@ -167,7 +179,8 @@ def _none_if_nan(value) -> float | None:
 def _input_warnings(preds: Predictions) -> list[str]:
     warnings = []
     duplicated = preds.frame["path"].duplicated()
-    models = sorted(preds.frame["model"].astype(str).unique())
+    models = (sorted(preds.frame["model"].astype(str).unique())
+              if "model" in preds.frame.columns else [])
     if duplicated.any():
         if len(models) > 1:
             raise LungcadError(
@@ -190,7 +203,7 @@ def _describe_input(preds: Predictions) -> dict:
         "source": preds.source,
         "sha256": frame.attrs.get("sha256"),
         "n": len(preds),
-        "models": sorted(frame["model"].astype(str).unique()),
+        "models": sorted(frame["model"].astype(str).unique()) if "model" in frame else [],
         "folds": sorted(frame["fold"].dropna().astype(str).unique()) if "fold" in frame else None,
     }
 

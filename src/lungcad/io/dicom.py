@@ -52,8 +52,7 @@ def read_dicom(data: bytes, label: str = "DICOM file", *, frame: int | None = No
         raise LungcadError(f"{label} has Photometric Interpretation {photometric or 'missing'!r} "
                            "with one sample per pixel; lungcad reads MONOCHROME1/2 or RGB")
 
-    from pydicom.pixels import apply_modality_lut
-    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    values = _modality_values(ds, stored, meta, label)
     if not np.isfinite(values).all():
         raise LungcadError(f"{label} holds non-finite pixel values (NaN or infinity)")
 
@@ -95,14 +94,53 @@ def _parse(data: bytes, label: str):
             # dcmread is lazy about values: touch the ones we rely on while errors are catchable.
             for element in ds.iterall():
                 _ = element.value
-    except (InvalidDicomError, EOFError, ValueError, OSError, KeyError, TypeError, IndexError,
-            AttributeError, NotImplementedError, OverflowError, UnicodeError) as error:
+    except (InvalidDicomError, MemoryError) as error:
+        raise LungcadError(f"{label} is not a readable DICOM file ({type(error).__name__}: "
+                           f"{error})") from error
+    except Exception as error:  # pydicom's parser raises many types (BytesLengthException,
+        # struct.error, ValueError...) on damaged data; all mean the same thing to a user.
         raise LungcadError(f"{label} is not a readable DICOM file: it is truncated or damaged "
                            f"({type(error).__name__}: {error})") from error
     if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
         raise LungcadError(f"{label} is DICOM but holds no image (no Pixel Data element); it may "
                            "be a report or structure set")
     return ds
+
+
+def _modality_values(ds, stored: np.ndarray, meta: ImageMeta, label: str) -> np.ndarray:
+    """Stored values through the Modality LUT or rescale (to HU for CT), as pydicom's
+    apply_modality_lut does, with the tags checked first: damaged rescale values would otherwise
+    crash numpy or silently turn the image into garbage."""
+    from pydicom.pixels import apply_modality_lut
+
+    if ds.get("ModalityLUTSequence"):
+        try:
+            return np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+        except Exception as error:  # malformed descriptor or LUT data
+            raise LungcadError(f"{label}: its Modality LUT is damaged ({type(error).__name__}: "
+                               f"{error})") from error
+    raw = {keyword: ds.get(keyword) for keyword in ("RescaleSlope", "RescaleIntercept")}
+    present = {k: v for k, v in raw.items() if v is not None and str(v).strip() != ""}
+    if len(present) < 2:
+        if present or any(k in ds for k in raw):
+            add_note(meta, f"{label}: incomplete rescale tags {raw}; stored values used as is "
+                           "(as pydicom does)", warn=False)
+        return stored.astype(np.float64)
+    numbers = {}
+    for keyword, value in present.items():
+        try:
+            if not isinstance(value, (str, bytes)) and hasattr(value, "__len__"):
+                raise ValueError("several values")
+            numbers[keyword] = float(value)
+        except (TypeError, ValueError) as error:
+            raise LungcadError(f"{label}: {keyword} is {value!r}, not one number; the file is "
+                               "damaged") from error
+        if not math.isfinite(numbers[keyword]) or abs(numbers[keyword]) > 1e12:
+            raise LungcadError(f"{label}: {keyword} {value!r} is not a usable number")
+    if numbers["RescaleSlope"] == 0:
+        raise LungcadError(f"{label}: RescaleSlope is 0, which maps every pixel to the same "
+                           "value; the file is damaged")
+    return stored.astype(np.float64) * numbers["RescaleSlope"] + numbers["RescaleIntercept"]
 
 
 def _int_tag(ds, keyword: str, default: int | None = None) -> int:
@@ -143,9 +181,8 @@ def _decode(ds, label: str, index: int | None) -> np.ndarray:
     """Stored values of one frame, through pydicom's pixel-data plugins."""
     from pydicom.pixels import get_decoder, pixel_array
 
-    syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in ds.__dict__ or hasattr(
-        ds, "file_meta") else None
-    if syntax is not None and getattr(syntax, "is_compressed", False):
+    syntax = _transfer_syntax(ds, label)
+    if syntax is not None and syntax.is_compressed:
         try:
             decoder = get_decoder(syntax)
         except NotImplementedError as error:
@@ -169,6 +206,22 @@ def _decode(ds, label: str, index: int | None) -> np.ndarray:
     except Exception as error:  # plugins raise anything from ValueError to RuntimeError
         raise LungcadError(f"{label}: its pixel data could not be decoded; the file is truncated "
                            f"or damaged ({type(error).__name__}: {error})") from error
+
+
+def _transfer_syntax(ds, label: str):
+    """The file's transfer syntax UID, None when the file meta has none (pydicom then guesses
+    the encoding from the data), or a LungcadError when it names no known transfer syntax."""
+    from pydicom.uid import UID
+
+    file_meta = getattr(ds, "file_meta", None)
+    value = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
+    if value is None or str(value).strip() == "":
+        return None
+    syntax = UID(str(value).strip())
+    if not syntax.is_transfer_syntax:  # is_compressed would raise ValueError on it
+        raise LungcadError(f"{label} names the transfer syntax {str(value)!r}, which is not a "
+                           "DICOM transfer syntax; the file is damaged or non-standard")
+    return syntax
 
 
 def _pixel_spacing(ds, notes: list[str]) -> tuple[float, float] | None:

@@ -62,7 +62,8 @@ def _read_header(stream: io.BytesIO, label: str) -> tuple[tuple[int, ...], np.dt
             shape, fortran_order, dtype = npy_format.read_array_header_2_0(stream)
         else:
             raise ValueError(f"unknown .npy version {version}")
-    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as error:
+    except Exception as error:  # numpy parses the header with tokenize + literal_eval, which
+        # raise TokenError, SyntaxError, ValueError, RecursionError... on damaged text
         raise LungcadError(f"{label} is not a valid .npy file: its header is damaged "
                            f"({error})") from error
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:

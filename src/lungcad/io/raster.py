@@ -32,7 +32,7 @@ def read_raster(data: bytes, fmt: str, label: str, *, frame: int | None = None,
             raise LungcadError(f"{what} could not be opened: the file is damaged or not a valid "
                                f"{fmt.upper()} ({type(error).__name__}: {error})") from error
         check_pixel_count((image.height, image.width), max_pixels, what)
-        n_frames = int(getattr(image, "n_frames", 1) or 1)
+        n_frames = _frame_count(image, what)
         if frame is not None:
             if not 0 <= frame < n_frames:
                 raise LungcadError(f"{what} has {n_frames} frame(s); frame={frame} is out of "
@@ -60,6 +60,16 @@ def read_raster(data: bytes, fmt: str, label: str, *, frame: int | None = None,
                        "the high byte of colour PNGs); save it as 16-bit grayscale to keep all bits")
     gray = _to_gray(stored, bit_depth, meta, label)
     return finish(gray, meta, what)
+
+
+def _frame_count(image, what: str) -> int:
+    # Pillow walks a TIFF's page chain to count frames, reading each page header: damage there
+    # raises (TypeError "Missing dimensions", OSError...) from this innocent-looking attribute.
+    try:
+        return int(getattr(image, "n_frames", 1) or 1)
+    except Exception as error:
+        raise LungcadError(f"{what} could not be decoded: its page (frame) list is damaged "
+                           f"({type(error).__name__}: {error})") from error
 
 
 def _seek(image, frame: int, what: str) -> None:

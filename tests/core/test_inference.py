@@ -1,0 +1,54 @@
+"""The model directory round trip: what is saved is what predicts."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lungcad.errors import LungcadError
+from lungcad.inference import ModelSpec, load_model, save_model_dir
+from lungcad.models import create_model
+from lungcad.preprocess import Preprocessing
+
+
+def make_model_dir(path, threshold=0.3):
+    torch.manual_seed(0)
+    net = create_model("ct-cnn", num_classes=2)
+    spec = ModelSpec(name="t", architecture="ct-cnn", task="ct-normal-vs-abnormal",
+                     classes=["normal", "abnormal"], preprocessing=Preprocessing(size=64),
+                     threshold=threshold, threshold_rule="test")
+    save_model_dir(path, net, spec, card="# card")
+    return net.eval(), spec
+
+
+def test_saved_model_predicts_like_the_network(tmp_path):
+    net, spec = make_model_dir(tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    image = np.random.default_rng(0).random((100, 80)).astype(np.float32)
+    with torch.inference_mode():
+        logit = net(torch.from_numpy(spec.preprocessing.apply(image))[None])
+    p = float(torch.sigmoid(logit)[0, 0])
+    pred = model.predict(image)
+    assert pred.probabilities["abnormal"] == pytest.approx(p, abs=1e-6)
+    assert pred.label == ("abnormal" if p >= 0.3 else "normal")
+    assert model.card == "# card"
+    assert model.decide(np.array([[0.75, 0.25], [0.65, 0.35]])) == ["normal", "abnormal"]
+
+
+def test_run_folder_resolves_to_its_model(tmp_path):
+    make_model_dir(tmp_path / "run" / "model")
+    assert load_model(tmp_path / "run").spec.name == "t"
+
+
+def test_bad_model_directories(tmp_path):
+    with pytest.raises(LungcadError, match="not a model directory"):
+        load_model(tmp_path)
+    make_model_dir(tmp_path / "m")
+    (tmp_path / "m" / "weights.pt").write_bytes(b"garbage")
+    with pytest.raises(LungcadError, match="cannot load the weights"):
+        load_model(tmp_path / "m")
+    spec = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**spec, "format": "other"}))
+    with pytest.raises(LungcadError, match="not a lungcad model"):
+        load_model(tmp_path / "m")
