@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lungcad.cli import main
-from synthetic import binary_predictions, multiclass_predictions
+from evaluation_synthetic import binary_predictions, multiclass_predictions
 
 
 def _drop(column):

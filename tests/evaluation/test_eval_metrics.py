@@ -19,7 +19,7 @@ from lungcad.evaluation.metrics import (
     threshold_metrics,
 )
 from lungcad.evaluation.report import evaluate_predictions
-from synthetic import binary_predictions, multiclass_predictions
+from evaluation_synthetic import binary_predictions, multiclass_predictions
 
 # ---------------------------------------------------------------------------------------------
 # hand-computed cases

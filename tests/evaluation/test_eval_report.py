@@ -16,7 +16,7 @@ from lungcad.cli import main
 from lungcad.evaluation.metrics import threshold_metrics
 from lungcad.evaluation.render import write_report
 from lungcad.evaluation.report import evaluate_predictions, make_section
-from synthetic import binary_predictions, multiclass_predictions
+from evaluation_synthetic import binary_predictions, multiclass_predictions
 
 FIGURE_TITLES = ("ROC curve", "Precision-recall curve", "Confusion matrix", "Reliability diagram",
                  "Score histograms")

@@ -11,7 +11,7 @@ from lungcad.cli import main
 from lungcad.errors import LungcadError
 from lungcad.evaluation.report import evaluate_predictions
 from lungcad.evaluation.thresholds import choose_threshold, parse_threshold_rule
-from synthetic import binary_predictions
+from evaluation_synthetic import binary_predictions
 
 # candidates (descending) 0.9 0.7 0.6 0.35 0.3 0.1 give
 #   tp 1 2 2 3 3 3, fp 0 0 1 1 2 3 (3 positives, 3 negatives)
@@ -181,3 +181,27 @@ def test_no_warning_for_a_fixed_threshold_or_the_models_labels():
     # the synthetic model labels at 0.5: the report says which thresholds they match
     implied = model["threshold"]["implied_range"]
     assert implied["above"] < 0.5 <= implied["at_most"]
+
+
+@pytest.mark.parametrize("rule", ["youden", "f1"])
+def test_optimising_rules_agree_with_sklearn_curves(rule):
+    from sklearn.metrics import f1_score, roc_curve
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(300) < 0.3).astype(int)
+    s = np.clip(rng.normal(0.4 + 0.3 * y, 0.2), 0, 1).round(2)  # rounding makes ties
+    t = choose_threshold(y, s, rule)
+    if rule == "youden":
+        fpr, tpr, thr = roc_curve(y, s)
+        assert (tpr - fpr)[thr == t][0] == pytest.approx((tpr - fpr).max())
+    else:
+        best = max(f1_score(y, s >= c) for c in np.unique(s))
+        assert f1_score(y, s >= t) == pytest.approx(best)
+
+
+def test_parse_gives_canonical_text():
+    assert parse_threshold_rule("Youden").text == "youden"
+    assert parse_threshold_rule("sensitivity:0.90").text == "sensitivity:0.9"
+    assert parse_threshold_rule("0.50").text == "0.5"
+    assert not parse_threshold_rule("0.5").needs_data
+    assert parse_threshold_rule("f1").needs_data

@@ -144,7 +144,7 @@ def report_blocks(report: dict, figures: dict[str, bytes]) -> list[Block]:
                         f"< t <= {fmt(implied['at_most'], 4)}." if implied else
                         "They are not consistent with any single threshold on the score.")))
     if th["chosen_on"] == "test":
-        b.append(Block("warning", next(w for w in report["warnings"] if "threshold" in w)))
+        b.append(Block("warning", th["warning"]))
 
     b.append(Block("heading", "Metrics"))
     boot = report["bootstrap"]
@@ -174,7 +174,8 @@ def report_blocks(report: dict, figures: dict[str, bytes]) -> list[Block]:
                                 f"Expected calibration error (ECE) {fmt(cal['ece'])}, "
                                 f"{cal['kind']}; binning: {cal['binning']}."))
     b.append(Block("table", columns=["bin", "n", "mean predicted", "observed"],
-                   rows=[[f"[{x['lower']:.1f}, {x['upper']:.1f})", str(x["n"]),
+                   rows=[[f"[{x['lower']:.1f}, {x['upper']:.1f}" + ("]" if x["upper"] >= 1 else ")"),
+                          str(x["n"]),
                           fmt(x["mean_confidence"]), fmt(x["observed_frequency"])]
                          for x in cal["bins"]]))
     b += figure("reliability") + figure("score_histograms")

@@ -83,11 +83,13 @@ def resolve_threshold(test: Predictions, validation: Predictions | None,
         }, warnings
 
     value = choose_threshold(test.y, test.positive_scores, rule)
-    warnings.append(CHOSEN_ON_SCORED_DATA_WARNING.format(rule=rule.text))
+    warning = CHOSEN_ON_SCORED_DATA_WARNING.format(rule=rule.text)
+    warnings.append(warning)
     return {
         "value": value, "rule": rule.text, "chosen_on": "test", "source": test.source,
         "description": f"chosen by the rule {rule.text} on the scored (test) predictions "
                        "themselves: optimistic",
+        "warning": warning,
     }, warnings
 
 

@@ -130,8 +130,11 @@ def _directory_onnx(directory: Path, threads: int | None) -> OnnxLungModel:
 
     onnx_file = directory / DIRECTORY_ONNX_FILE
     model = read_onnx_file(onnx_file, threads, directory)
-    on_disk = ModelSpec.from_dict(json.loads((directory / SPEC_FILE).read_text()),
-                                  str(directory / SPEC_FILE))
+    try:
+        on_disk = ModelSpec.from_dict(json.loads((directory / SPEC_FILE).read_text()),
+                                      str(directory / SPEC_FILE))
+    except json.JSONDecodeError as exc:
+        raise LungcadError(f"{directory / SPEC_FILE}: not valid JSON ({exc})") from None
     recorded = model.export_info.get("weights_sha256")
     weights = directory / WEIGHTS_FILE
     current = file_sha256(weights) if weights.is_file() else None
@@ -143,7 +146,7 @@ def _directory_onnx(directory: Path, threads: int | None) -> OnnxLungModel:
 
 
 def _comparable(spec: ModelSpec) -> dict:
-    """The spec without the lungcad version that wrote it (an upgrade changes no numbers)."""
+    """The spec's fields, without the lungcad version (an upgrade changes no numbers)."""
     return {k: v for k, v in spec.to_dict().items() if k != "lungcad_version"}
 
 
