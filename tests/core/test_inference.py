@@ -52,3 +52,8 @@ def test_bad_model_directories(tmp_path):
     (tmp_path / "m" / "model.json").write_text(json.dumps({**spec, "format": "other"}))
     with pytest.raises(LungcadError, match="not a lungcad model"):
         load_model(tmp_path / "m")
+
+
+def test_unknown_model_argument_is_a_clear_error():
+    with pytest.raises(LungcadError, match=r"ct-cnn does not take the argument 'pretrained'"):
+        create_model("ct-cnn", num_classes=2, pretrained="none")

@@ -1,6 +1,7 @@
 """`lungcad data check | split | prepare` on synthetic data and on the shared real data."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from lungcad.cli import main
 from lungcad.data.manifest import Manifest
 from lungcad.data.splits import load_split, make_split
+from lungcad.errors import LungcadError
 
 
 def write_png(path: Path, array: np.ndarray) -> None:
@@ -155,6 +157,9 @@ def test_shared_jsrt_check_counts(shared_data, capsys):
     assert main(["data", "check", str(shared_data / "jsrt")]) == 0
     out = capsys.readouterr().out
     assert "198 images" in out and "benign 44, malignant 79, non_nodule 75" in out
+    # one radiograph per patient: no two are near duplicates
+    assert "exact duplicate groups (identical pixels): 0" in out
+    assert re.search(r"near-duplicate groups \(.*\): 0 ", out)
 
 
 def test_shared_chest_ct_check_reports_duplicates_copies_and_conflict(shared_data, capsys):
@@ -176,3 +181,90 @@ def test_shared_iqothnccd_split_is_leak_free(shared_data, tmp_path, capsys):
     assert "leaks between parts: 0 (0 exact or same image, 0 near duplicate)" in text
     grouping = load_split(out).grouping
     assert grouping["exact_duplicate_groups"] == 42 and grouping["near_duplicate_groups"] > 100
+    # neighbouring slices are joined, yet no giant group swallows the set (110 patients)
+    assert 110 <= grouping["groups"] <= 400 and grouping["largest_group"] <= 60
+
+
+def test_split_is_deterministic_and_leaves_out_rows_the_task_excludes(tmp_path, capsys):
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(2)
+    rows = []
+    for label in ("normal", "benign", "malignant", "unsure"):
+        for i in range(10):
+            write_png(root / f"{label}_{i}.png", rng.integers(0, 255, (64, 64), dtype=np.uint8))
+            rows.append({"path": f"{label}_{i}.png", "label": label})
+    pd.DataFrame(rows).to_csv(root / "labels.csv", index=False)
+    args = ["data", "split", str(root), "--task", "iqothnccd-3class", "--folds", "5", "--workers", "1"]
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        assert main(args + ["--seed", seed, "--out", str(tmp_path / f"{name}.json")]) == 0
+    a, b, c = (load_split(tmp_path / f"{n}.json") for n in "abc")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert a.folds != c.folds
+    assert len(a.groups) == 30 and not any(p.startswith("unsure") for p in a.groups)
+    assert a.labels["benign_3.png"] == "benign"
+    for k in range(5):  # stratified: 2 of each class in every test part
+        assert sorted(a.labels[p] for p in a.part(k, "test")) == ["benign"] * 2 + ["malignant"] * 2 + ["normal"] * 2
+    with pytest.raises(LungcadError, match="fold 5 does not exist"):
+        a.part(5, "test")
+    with pytest.raises(LungcadError, match="unknown split part"):
+        a.part(0, "validation")
+
+
+def test_check_finds_a_patient_split_across_parts_and_a_stale_manifest(tmp_path, capsys):
+    root = synthetic_dataset(tmp_path / "ds", groups=True)
+    split, _ = make_split(Manifest.load(root), "ct-normal-vs-abnormal", n_folds=2, progress=False)
+    fold = split.folds[1]
+    # move one image of patient p0-normal (3 images) away from its companions
+    where = next(n for n in ("train", "val", "test") if "normal_0.png" in fold[n])
+    other = "test" if where != "test" else "train"
+    fold[where].remove("normal_0.png")
+    fold[other].append("normal_0.png")
+    split.save(tmp_path / "moved.json")
+    assert main(["data", "check", str(root), "--split", str(tmp_path / "moved.json"), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert {x["kind"] for x in report["leaks"]} == {"same group"}
+    assert {x["fold"] for x in report["leaks"]} == {1}
+    assert all("normal_0.png" in x["paths"] for x in report["leaks"])
+    assert report["split"]["folds"][0]["leaks"] == 0 and report["split"]["folds"][1]["leaks"] == 2
+    # a split made for another labels.csv is refused, not silently trusted
+    table = pd.read_csv(root / "labels.csv")
+    table.loc[0, "label"] = "malignant"
+    table.to_csv(root / "labels.csv", index=False)
+    split.save(tmp_path / "stale.json")
+    assert main(["data", "check", str(root), "--split", str(tmp_path / "stale.json")]) == 1
+    assert "manifest hash DIFFERS" in capsys.readouterr().out
+
+
+def test_load_split_refuses_other_files(tmp_path):
+    (tmp_path / "x.json").write_text('{"format": "something-else"}')
+    (tmp_path / "y.json").write_text("not json")
+    for name in ("x.json", "y.json", "missing.json"):
+        with pytest.raises(LungcadError):
+            load_split(tmp_path / name)
+
+
+def test_shared_iqothnccd_split_by_image_leaks_patients(shared_data, tmp_path, capsys):
+    """A split by image, as a careless study would make, puts neighbouring slices of one patient
+    in training and test: the check must say so."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from lungcad.data.splits import Split
+
+    manifest = Manifest.load(shared_data / "iqothnccd")
+    paths = np.array(manifest.paths)
+    labels = manifest.table["label"].to_numpy()
+    folds = []
+    for k, (rest, test) in enumerate(StratifiedKFold(5, shuffle=True, random_state=0).split(paths, labels)):
+        cut = len(rest) // 5
+        folds.append({"fold": k, "train": paths[rest[cut:]].tolist(), "val": paths[rest[:cut]].tolist(),
+                      "test": paths[test].tolist()})
+    naive = Split(folds=folds, task="iqothnccd-3class", n_folds=5, manifest_sha256=manifest.sha256(),
+                  groups={p: p for p in paths})
+    naive.save(tmp_path / "naive.json")
+    assert main(["data", "check", str(shared_data / "iqothnccd"), "--split", str(tmp_path / "naive.json"),
+                 "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    kinds = [x["kind"] for x in report["leaks"]]
+    assert kinds.count("exact duplicate") > 10 and kinds.count("near duplicate") > 1000
+    assert all(f["leaks"] > 0 for f in report["split"]["folds"])

@@ -1,67 +1,98 @@
-"""`lungcad data prepare | split | check`."""
+"""`lungcad data prepare | split | check`: datasets in, leak-free split files out."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("data", help="prepare datasets, make leak-free splits, check datasets",
-                            description="Datasets: prepare, split, check.")
-    verbs = parser.add_subparsers(dest="data_verb", metavar="SUBVERB", required=True)
+                            description="Datasets: prepare (convert sources), split (grouped, "
+                            "stratified folds as JSON), check (counts, duplicates, leaks).")
+    verbs = parser.add_subparsers(dest="data_verb", metavar="SUBVERB")
+    parser.set_defaults(func=lambda args: _help(parser))
 
-    p = verbs.add_parser("prepare", help="convert JSRT .IMG, class folders or a manifest into a dataset")
-    p.add_argument("source", type=Path)
-    p.add_argument("--format", required=True, choices=["jsrt", "folders", "manifest"])
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--size", type=int, help="output side in pixels (square); default: keep")
+    p = verbs.add_parser("prepare", help="convert JSRT .IMG, class folders or a manifest into a dataset",
+                         description="Convert a source into a dataset folder (PNG images + "
+                         "labels.csv). The source is never written to.")
+    p.add_argument("source", type=Path, help="source folder")
+    p.add_argument("--format", required=True, choices=["jsrt", "folders", "manifest"],
+                   help="jsrt: .IMG files + jsrt_metadata.csv; folders: one sub-folder per "
+                   "class; manifest: re-size an existing dataset")
+    p.add_argument("--out", required=True, type=Path, help="new (or empty) output folder")
+    p.add_argument("--size", type=int, help="output side N in pixels (N x N); default: keep")
     p.add_argument("--metadata", type=Path, help="jsrt: the Kaggle jsrt_metadata.csv "
                    "(default SOURCE/jsrt_metadata.csv)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=_default_workers(), help="processes")
     p.set_defaults(func=run_prepare)
 
-    s = verbs.add_parser("split", help="grouped, stratified k-fold split file (JSON)")
+    s = verbs.add_parser("split", help="grouped, stratified k-fold split file (JSON)",
+                         description="Stratified k-fold split with a validation part inside each "
+                         "training part; images that are copies or near duplicates of each other, "
+                         "or share a `group` value, always land in the same part.")
     s.add_argument("dataset", type=Path)
-    s.add_argument("--task", required=True)
+    s.add_argument("--task", required=True, help="task name (see lungcad.data.tasks)")
     s.add_argument("--folds", type=int, default=10)
     s.add_argument("--val-fraction", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--near-dup-threshold", type=int, default=None,
-                   help="perceptual-hash Hamming distance for near duplicates (default 6)")
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--out", required=True, type=Path)
+    _threshold_option(s)
+    s.add_argument("--workers", type=int, default=_default_workers())
+    s.add_argument("--no-cache", action="store_true", help="do not reuse or store image hashes")
+    s.add_argument("--out", required=True, type=Path, help="split file to write (JSON)")
     s.set_defaults(func=run_split)
 
-    c = verbs.add_parser("check", help="counts, unreadable files, duplicates, conflicts, split leaks")
+    c = verbs.add_parser("check", help="counts, unreadable files, duplicates, conflicts, split leaks",
+                         description="Audit a dataset (and a split of it). Exit status 1 on "
+                         "unreadable files or leaks.")
     c.add_argument("dataset", type=Path)
-    c.add_argument("--split", type=Path)
-    c.add_argument("--near-dup-threshold", type=int, default=None)
-    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--split", type=Path, help="also check this split file for leaks")
+    _threshold_option(c, check=True)
+    c.add_argument("--workers", type=int, default=_default_workers())
+    c.add_argument("--no-cache", action="store_true", help="do not reuse or store image hashes")
     c.add_argument("--json", action="store_true", help="print the full report as JSON")
     c.set_defaults(func=run_check)
 
 
-def _threshold(args) -> int:
-    from lungcad.data.dedup import NEAR_DUP_THRESHOLD
+def _threshold_option(parser: argparse.ArgumentParser, check: bool = False) -> None:
+    from lungcad.data.dedup import NEAR_DUP_THRESHOLD, PHASH_BITS
+
+    extra = " or the split's own if larger" if check else ""
+    parser.add_argument("--near-dup-threshold", type=int, default=None, metavar="BITS",
+                        help=f"near duplicates differ in at most this many of the {PHASH_BITS} "
+                        f"perceptual-hash bits (default {NEAR_DUP_THRESHOLD}{extra})")
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _check_workers(workers: int) -> None:
     from lungcad.errors import LungcadError
 
-    t = NEAR_DUP_THRESHOLD if args.near_dup_threshold is None else args.near_dup_threshold
-    if not 0 <= t <= 64:
-        raise LungcadError("--near-dup-threshold must be between 0 and 64 bits")
-    return t
+    if workers < 1:
+        raise LungcadError(f"--workers must be at least 1, not {workers}")
 
 
 def run_prepare(args) -> int:
     from lungcad.data import prepare
     from lungcad.errors import LungcadError
 
+    _check_workers(args.workers)
     if not args.source.is_dir():
         raise LungcadError(f"source folder not found: {args.source}")
-    if args.size is not None and args.size < 32:
-        raise LungcadError("--size must be at least 32 pixels")
+    if args.size is not None and args.size < prepare.MIN_SIZE:
+        raise LungcadError(f"--size must be at least {prepare.MIN_SIZE} pixels, not {args.size}")
+    if args.metadata is not None and args.format != "jsrt":
+        raise LungcadError("--metadata applies to --format jsrt only")
     if args.format == "jsrt":
         result = prepare.prepare_jsrt(args.source, args.metadata, args.out, args.size, args.workers)
     elif args.format == "folders":
@@ -70,25 +101,35 @@ def run_prepare(args) -> int:
         result = prepare.prepare_manifest(args.source, args.out, args.size, args.workers)
     for name, error in result.failed:
         print(f"failed: {name}: {error}", file=sys.stderr)
-    print(f"prepared {result.written} image(s) into {result.out}; {len(result.failed)} failed")
+    skipped = f"; skipped {len(result.skipped)} non-image file(s)" if result.skipped else ""
+    print(f"prepared {result.written} image(s) into {result.out}; {len(result.failed)} failed"
+          f"{skipped}")
     return 1 if result.failed else 0
 
 
 def run_split(args) -> int:
+    from lungcad.data.dedup import NEAR_DUP_THRESHOLD
     from lungcad.data.manifest import Manifest
     from lungcad.data.splits import make_split
 
+    _check_workers(args.workers)
     manifest = Manifest.load(args.dataset)
+    threshold = NEAR_DUP_THRESHOLD if args.near_dup_threshold is None else args.near_dup_threshold
     split, warnings = make_split(manifest, args.task, args.folds, args.val_fraction, args.seed,
-                                 _threshold(args), args.workers, dataset_label=str(args.dataset))
+                                 threshold, args.workers, use_cache=not args.no_cache)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     split.save(args.out)
     g = split.grouping
-    print(f"wrote {args.out}: {split.n_folds} folds, task {split.task}, {len(split.groups)} images in "
-          f"{g['groups']} groups ({g['exact_duplicate_groups']} exact-duplicate groups, "
-          f"{g['near_duplicate_groups']} near-duplicate groups at distance <= {g['near_threshold']}, "
-          f"largest group {g['largest_group']})")
+    sizes = ", ".join(f"{n}x{s}" for s, n in g["group_sizes"].items())
+    print(f"wrote {args.out}: task {split.task}, {split.n_folds} folds, {len(split.groups)} images "
+          f"in {g['groups']} groups ({g['exact_duplicate_groups']} exact-duplicate groups, "
+          f"{g['near_duplicate_groups']} near-duplicate groups within {g['near_dup_threshold']} "
+          f"bits; largest group {g['largest_group']})")
+    print(f"group sizes (count x size): {sizes}")
+    for fold in split.folds:
+        print(f"  fold {fold['fold']}: train {len(fold['train'])}, val {len(fold['val'])}, "
+              f"test {len(fold['test'])}")
     return 0
 
 
@@ -97,8 +138,10 @@ def run_check(args) -> int:
     from lungcad.data.manifest import Manifest
     from lungcad.data.splits import load_split
 
+    _check_workers(args.workers)
     manifest = Manifest.load(args.dataset)
     split = load_split(args.split) if args.split else None
-    report = check_dataset(manifest, split, _threshold(args), args.workers)
+    report = check_dataset(manifest, split, args.near_dup_threshold, args.workers,
+                           use_cache=not args.no_cache)
     print(json.dumps(report.to_dict(), indent=1) if args.json else format_report(report))
     return 0 if report.ok else 1

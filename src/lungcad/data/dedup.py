@@ -1,140 +1,297 @@
-"""Exact and near-duplicate images, merged into groups that a split must never cut.
+"""Exact and near-duplicate images, and the groups of images that must never be split apart.
 
-Exact duplicates share the MD5 of their decoded pixels (so a PNG and a re-encoded copy with the
-same pixels match). Near-duplicates are pairs whose 64-bit perceptual hashes (``imagehash.phash``,
-8x8 DCT) differ in at most ``NEAR_DUP_THRESHOLD`` bits. Groups merge transitively.
+Two hashes per image, both of the pixels as :func:`lungcad.io.load_image` decodes them:
 
-How the threshold was chosen (by looking at pairs; IQ-OTH/NCCD, 1,097 slices, 601k pairs):
-at distance 4 and 6 the sampled pairs were almost all neighbouring slices of one patient (3 of 4
-at 6; the fourth showed two patients at the same level); at 8 most still were, but merging
-transitively at 8 joins 654 of the 1,097 images into one group, which would leave no usable
-split; at 10 the pairs were mostly different patients. At 6 the data fall into 404 groups
-(largest 75 images, 137 groups with more than one image). IQ-OTH/NCCD has 110 patients, so some
-patients still span several groups: slices far apart in one patient can look unalike, and no
-image-based rule can find every such pair. Results on that set say so.
+* exact: SHA-256 of the decoded float32 pixels and their shape, so a copy saved under another
+  name, or re-encoded losslessly, is found, while metadata and file-format differences are not.
+* perceptual: DCT hash (``imagehash.phash``, hash_size 32, so 1024 bits) of the image after
+  histogram equalisation. Two images are near duplicates when their hashes differ in at most
+  :data:`NEAR_DUP_THRESHOLD` bits. Equalising first makes the hash ignore brightness and
+  windowing, so the same CT slice shown in a lung and a soft-tissue window still matches.
 
-Chest radiographs are another matter: every PA film looks alike to an 8x8 DCT hash, and JSRT
-pairs at distance 2 were plainly different patients (looked at: JPCLN068/JPCLN148,
-JPCLN086/JPCLN143, JPCNN062/JPCNN068), so at 6 one group swallowed 52 patients. JSRT has one
-image per patient, so its splits use ``--near-dup-threshold 0`` (identical hashes only).
+How the hash and the threshold were chosen (by looking at pairs, drawn side by side, of the three
+shared datasets; ``docs`` of that work are in this docstring, not in the repository):
+
+* IQ-OTH/NCCD (CT slices, ~10 neighbouring slices per patient, no patient id). With the default
+  64-bit pHash, pairs of different patients (cross-class pairs, which cannot share a patient)
+  already appear at distance 10-14 of 64, so no threshold separates neighbouring slices from
+  strangers. Longer hashes separate better; the 1024-bit hash of the equalised image best. Pairs
+  at 285-300 bits were all neighbouring slices of one patient (same body outline, table, tumour,
+  anatomy shifted by a slice). The first pairs from different classes that are plainly different
+  patients come at 330-340 bits, and above ~340 transitive merging snowballs (one group of 81 at
+  340, of 400+ at 380). The one mixed-class group below 330 (3 benign + 7 normal slices) shows
+  the same patient (same outline and table, benign_033 and normal_083 are 110 bits apart): the
+  published set files one patient's slices under two classes.
+* JSRT (radiographs, one image per patient, so every pair is two patients): the closest pair of
+  equalised hashes is 334 bits apart; pairs of different people at 280-300 bits with the plain
+  (unequalised) hash look alike only through the shared layout (anonymisation boxes, outline).
+* Chest CT (Kaggle): many "normal" files are the same slice in two windows or with drawn marks;
+  they match at 200-300 bits. The first cross-class pair beyond the one exact copy is at 330.
+
+So 300 of 1024 bits: 30 bits below the closest pair of different people in any of the three sets,
+and every pair viewed at or below it was the same patient. At 300, IQ-OTH/NCCD forms 203 groups
+(65 single slices, largest 38 slices), JSRT none, chest CT 498 groups (largest 36 slices, one
+slice copied in many windows).
 """
 
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from lungcad.errors import LungcadError
 
-NEAR_DUP_THRESHOLD = 6
-HASH_METHOD = "imagehash.phash(hash_size=8) on the 8-bit image; Hamming distance"
+PHASH_SIZE = 32  # 32 x 32 DCT coefficients: 1024 bits
+PHASH_BITS = PHASH_SIZE * PHASH_SIZE
+NEAR_DUP_THRESHOLD = 300
+EXACT_HASH = "sha256 of decoded float32 pixels (lungcad.io.load_image) and shape"
+PERCEPTUAL_HASH = f"imagehash.phash(hash_size={PHASH_SIZE}) of the histogram-equalised 8-bit image"
+HASH_VERSION = 1  # bump when either hash changes: old cache entries are then never read
 
 
 @dataclass(frozen=True)
 class ImageHash:
-    pixel_md5: str | None   # None where the file could not be read
-    phash: int | None
-    error: str | None = None
+    pixel_sha256: str
+    phash: str  # hex, PHASH_BITS bits
 
 
-def hash_image(path: str | Path) -> ImageHash:
+def hash_array(array: np.ndarray) -> ImageHash:
+    """Both hashes of a decoded image (2-D float32 in [0, 1])."""
     import imagehash
-    from PIL import Image
+    from PIL import Image, ImageOps
 
+    pixels = np.ascontiguousarray(array, dtype=np.float32)
+    digest = hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes()).hexdigest()
+    gray = Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
+    phash = imagehash.phash(ImageOps.equalize(gray), hash_size=PHASH_SIZE)
+    return ImageHash(pixel_sha256=digest, phash=str(phash))
+
+
+def hash_cache_dir() -> Path:
+    from lungcad.data.cache import cache_dir
+
+    return cache_dir() / "image-hashes"
+
+
+def _cache_entry(path: Path) -> Path:
+    # Keyed like lungcad.data.cache: the file's identity plus the hash method's version.
+    st = path.stat()
+    ident = {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+             "hash": "pixel-sha256+phash", "phash_size": PHASH_SIZE, "version": HASH_VERSION}
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    return hash_cache_dir() / f"{key}.json"
+
+
+def _read_cached(path: Path) -> ImageHash | None:
+    try:
+        entry = _cache_entry(path)
+        if entry.is_file():
+            stored = json.loads(entry.read_text())
+            return ImageHash(str(stored["pixel_sha256"]), str(stored["phash"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # a missing file is reported by the hashing itself; a damaged entry is rebuilt
+    return None
+
+
+def _write_cached(path: Path, value: ImageHash) -> None:
+    try:
+        entry = _cache_entry(path)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".json.tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pixel_sha256": value.pixel_sha256, "phash": value.phash}, f)
+        os.replace(tmp, entry)
+    except OSError:
+        pass  # the cache only saves time; a read-only home must not stop a check
+
+
+def hash_file(path: str | Path, use_cache: bool = True) -> ImageHash:
+    """Both hashes of the image file at ``path``; raises LungcadError if it cannot be read."""
     from lungcad.io import load_image
 
+    path = Path(path)
+    if use_cache:
+        cached = _read_cached(path) if path.is_file() else None
+        if cached is not None:
+            return cached
+    value = hash_array(load_image(path).array)
+    if use_cache:
+        _write_cached(path, value)
+    return value
+
+
+def _hash_worker(path: str, use_cache: bool) -> tuple[ImageHash | None, str | None]:
     try:
-        array = load_image(path).array
+        return hash_file(path, use_cache), None
     except LungcadError as exc:
-        return ImageHash(None, None, str(exc))
-    md5 = hashlib.md5(np.ascontiguousarray(array).tobytes() + str(array.shape).encode()).hexdigest()
-    gray = Image.fromarray(np.round(array * 255).astype(np.uint8))
-    return ImageHash(md5, int(str(imagehash.phash(gray, hash_size=8)), 16))
-
-
-def hash_images(paths: list[Path], workers: int = 2) -> list[ImageHash]:
-    if workers <= 1 or len(paths) < 64:
-        return [hash_image(p) for p in paths]
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(hash_image, paths, chunksize=32))
-
-
-def hamming_matrix(phashes: np.ndarray) -> np.ndarray:
-    """Pairwise Hamming distances of 64-bit hashes (uint64 array) as a uint8 matrix."""
-    x = phashes[:, None] ^ phashes[None, :]
-    return np.unpackbits(x.view(np.uint8).reshape(len(phashes), len(phashes), 8), axis=-1).sum(-1,
-                                                                                              dtype=np.uint8)
-
-
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, i: int, j: int) -> None:
-        a, b = self.find(i), self.find(j)
-        if a != b:
-            self.parent[max(a, b)] = min(a, b)
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+        return None, f"{path}: {type(exc).__name__}: {exc}"
 
 
 @dataclass
-class Duplicates:
-    exact_groups: list[list[int]]     # indices sharing decoded pixels (2 or more)
-    near_groups: list[list[int]]      # indices joined by near-duplicate pairs (2 or more)
-    group_of: list[int]               # final group id per index (explicit groups, exact, near)
-    near_pairs: int
+class HashResult:
+    hashes: list[ImageHash | None]  # one per path, None where unreadable
+    failures: dict[int, str] = field(default_factory=dict)  # index -> message
+
+
+def compute_hashes(paths: Sequence[str | Path], workers: int = 1, use_cache: bool = True,
+                   progress: bool = True, desc: str = "hashing images") -> HashResult:
+    """Hashes of many files, cached entries first, the rest in ``workers`` processes."""
+    from tqdm import tqdm
+
+    paths = [Path(p) for p in paths]
+    hashes: list[ImageHash | None] = [None] * len(paths)
+    failures: dict[int, str] = {}
+    todo = []
+    for i, p in enumerate(paths):
+        cached = _read_cached(p) if use_cache and p.is_file() else None
+        if cached is None:
+            todo.append(i)
+        else:
+            hashes[i] = cached
+    bar = tqdm(total=len(todo), desc=desc, unit="img", file=sys.stderr,
+               disable=None if progress else True, leave=False)
+
+    def record(i: int, result: tuple[ImageHash | None, str | None]) -> None:
+        hashes[i], error = result
+        if error is not None:
+            failures[i] = error
+        bar.update(1)
+
+    try:
+        if workers <= 1 or len(todo) < 2 * workers:
+            for i in todo:
+                record(i, _hash_worker(str(paths[i]), use_cache))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(_hash_worker, str(paths[i]), use_cache): i for i in todo}
+                for future in as_completed(futures):
+                    record(futures[future], future.result())
+    finally:
+        bar.close()
+    return HashResult(hashes=hashes, failures=failures)
+
+
+def phash_bits(hex_hashes: Sequence[str]) -> np.ndarray:
+    """(n, PHASH_BITS) array of 0/1 from hex hashes."""
+    if not hex_hashes:
+        return np.zeros((0, PHASH_BITS), dtype=np.uint8)
+    packed = np.frombuffer(b"".join(bytes.fromhex(h) for h in hex_hashes), dtype=np.uint8)
+    return np.unpackbits(packed.reshape(len(hex_hashes), -1), axis=1)
+
+
+def near_pairs(bits: np.ndarray, threshold: int, block: int = 1024) -> list[tuple[int, int, int]]:
+    """All pairs (i, j, distance), i < j, whose Hamming distance is at most ``threshold``.
+
+    Computed as matrix products in row blocks, so memory stays O(block x n)."""
+    n = len(bits)
+    ones = bits.astype(np.float32)
+    zeros = 1.0 - ones
+    pairs: list[tuple[int, int, int]] = []
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        # Hamming distance = bits set in a but not b + bits set in b but not a
+        dist = ones[start:stop] @ zeros.T + zeros[start:stop] @ ones.T
+        rows, cols = np.nonzero(np.rint(dist) <= threshold)
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            i = start + r
+            if i < c:
+                pairs.append((i, c, int(round(float(dist[r, c])))))
+    return pairs
+
+
+class UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        root = i
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[i] != root:  # path compression
+            self.parent[i], i = root, self.parent[i]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+@dataclass
+class DuplicateGroups:
+    """Groups over a list of images (indices into that list)."""
+
+    group_of: list[int]               # group id per image, 0.. in order of first member
+    exact_groups: list[list[int]]     # pixel-identical sets of two or more
+    near_groups: list[list[int]]      # groups of two or more holding more than one distinct image
+    near_pairs: list[tuple[int, int, int]]  # (i, j, distance) at or below threshold, i < j
     threshold: int
 
+    @property
+    def n_groups(self) -> int:
+        return max(self.group_of) + 1 if self.group_of else 0
 
-def find_duplicates(hashes: list[ImageHash], threshold: int = NEAR_DUP_THRESHOLD,
-                    explicit_groups: list[str | None] | None = None) -> Duplicates:
+    def members(self) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in range(self.n_groups)]
+        for i, g in enumerate(self.group_of):
+            out[g].append(i)
+        return out
+
+    def size_distribution(self) -> dict[int, int]:
+        """How many groups have each size."""
+        return dict(sorted(Counter(len(m) for m in self.members()).items()))
+
+
+def group_duplicates(hashes: Sequence[ImageHash | None], threshold: int = NEAR_DUP_THRESHOLD,
+                     given_groups: Sequence[str | None] | None = None) -> DuplicateGroups:
+    """Union-find over exact copies, near duplicates and ``given_groups`` (e.g. patient ids).
+
+    Unreadable images (None) join only through ``given_groups``."""
+    if not 0 <= threshold < PHASH_BITS:
+        raise LungcadError(f"near-duplicate threshold must be 0 to {PHASH_BITS - 1} bits, "
+                           f"not {threshold}")
     n = len(hashes)
-    uf_exact, uf_all = _UnionFind(n), _UnionFind(n)
-    first: dict[str, int] = {}
+    uf = UnionFind(n)
+    by_pixels: dict[str, list[int]] = {}
     for i, h in enumerate(hashes):
-        if h.pixel_md5 is None:
-            continue
-        if h.pixel_md5 in first:
-            uf_exact.union(first[h.pixel_md5], i)
-            uf_all.union(first[h.pixel_md5], i)
-        else:
-            first[h.pixel_md5] = i
-    readable = [i for i, h in enumerate(hashes) if h.phash is not None]
-    near_pairs = 0
-    uf_near = _UnionFind(n)
-    if readable and threshold >= 0:
-        d = hamming_matrix(np.array([hashes[i].phash for i in readable], dtype=np.uint64))
-        a, b = np.nonzero(np.triu(d <= threshold, k=1))
-        for i, j in zip(a.tolist(), b.tolist()):
-            ri, rj = readable[i], readable[j]
-            if hashes[ri].pixel_md5 != hashes[rj].pixel_md5:
-                near_pairs += 1
-            uf_near.union(ri, rj)
-            uf_all.union(ri, rj)
-    if explicit_groups is not None:
-        seen: dict[str, int] = {}
-        for i, g in enumerate(explicit_groups):
-            if g is None or (isinstance(g, float) and np.isnan(g)) or g == "":
+        if h is not None:
+            by_pixels.setdefault(h.pixel_sha256, []).append(i)
+    exact_groups = [m for m in by_pixels.values() if len(m) > 1]
+    for members in exact_groups:
+        for j in members[1:]:
+            uf.union(members[0], j)
+    # one representative per distinct image keeps the pairwise step small
+    reps = [m[0] for m in by_pixels.values()]
+    bits = phash_bits([hashes[i].phash for i in reps])  # type: ignore[union-attr]
+    pairs = [(reps[a], reps[b], d) for a, b, d in near_pairs(bits, threshold)]
+    for a, b, _ in pairs:
+        uf.union(a, b)
+    if given_groups is not None:
+        first: dict[str, int] = {}
+        for i, g in enumerate(given_groups):
+            if g is None or (isinstance(g, float) and np.isnan(g)) or str(g) == "":
                 continue
-            if g in seen:
-                uf_all.union(seen[g], i)
-            else:
-                seen[g] = i
-
-    def groups(uf: _UnionFind) -> list[list[int]]:
-        members: dict[int, list[int]] = {}
-        for i in range(n):
-            members.setdefault(uf.find(i), []).append(i)
-        return sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
-
-    return Duplicates(groups(uf_exact), groups(uf_near), [uf_all.find(i) for i in range(n)],
-                      near_pairs, threshold)
+            uf.union(first.setdefault(str(g), i), i)
+    roots = [uf.find(i) for i in range(n)]
+    ids: dict[int, int] = {}
+    group_of = [ids.setdefault(r, len(ids)) for r in roots]
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(group_of):
+        members.setdefault(g, []).append(i)
+    near_roots = {uf.find(a) for a, _, _ in pairs}
+    near_groups = [m for g, m in members.items()
+                   if len(m) > 1 and roots[m[0]] in near_roots]
+    return DuplicateGroups(group_of=group_of, exact_groups=sorted(exact_groups),
+                           near_groups=near_groups, near_pairs=pairs, threshold=threshold)

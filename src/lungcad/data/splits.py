@@ -1,20 +1,25 @@
 """Splits as data: a JSON file naming, for each fold, the train, val and test paths.
 
-Folds are stratified by the task's class and grouped so that no group (a ``group`` column, exact
-duplicates, near-duplicates: :mod:`lungcad.data.dedup`) straddles two parts. Fold k's ``test`` is
-its held-out part; ``train`` and ``val`` partition the rest, again grouped and stratified.
+Folds are stratified by the task's class and grouped so that no group straddles two parts.
+Groups join (union-find) the rows that share a ``group`` value, pixel-identical images and
+near-duplicate images (:mod:`lungcad.data.dedup`). Fold k's ``test`` is the k-th of K grouped,
+stratified parts; ``train`` and ``val`` partition the rest, ``val`` being one of round(1 / F)
+grouped, stratified parts of it (F = ``val_fraction``). Rows whose label the task excludes are
+left out. Format ``lungcad-split/1``; beyond the shared fields, ``labels`` gives each path's task
+class, so a split can be checked without its images.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import warnings as pywarnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lungcad.data.dedup import HASH_METHOD, NEAR_DUP_THRESHOLD, find_duplicates, hash_images
+from lungcad.data.dedup import (EXACT_HASH, NEAR_DUP_THRESHOLD, PERCEPTUAL_HASH, PHASH_BITS,
+                                compute_hashes, group_duplicates)
 from lungcad.data.manifest import Manifest
 from lungcad.data.tasks import get_task
 from lungcad.errors import LungcadError
@@ -33,32 +38,47 @@ class Split:
     val_fraction: float = 0.2
     dataset: str = ""
     grouping: dict = field(default_factory=dict)
-    groups: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)   # path -> group id
+    labels: dict[str, str] = field(default_factory=dict)   # path -> task class
 
     def part(self, fold: int, name: str) -> list[str]:
+        """The paths of part ``name`` (train, val or test) of fold ``fold``."""
         if name not in PARTS:
             raise LungcadError(f"unknown split part {name!r}; parts are {', '.join(PARTS)}")
-        if not 0 <= fold < self.n_folds:
-            raise LungcadError(f"fold {fold} does not exist; this split has folds 0..{self.n_folds - 1}")
+        if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) \
+                or not 0 <= fold < self.n_folds:
+            raise LungcadError(f"fold {fold!r} does not exist; this split has folds "
+                               f"0..{self.n_folds - 1}")
         return list(self.folds[fold][name])
 
+    @property
+    def paths(self) -> list[str]:
+        return list(self.groups)
+
+    @property
+    def near_dup_threshold(self) -> int | None:
+        value = self.grouping.get("near_dup_threshold")
+        return int(value) if value is not None else None
+
     def to_dict(self) -> dict:
-        return {"format": SPLIT_FORMAT, "dataset": self.dataset, "manifest_sha256": self.manifest_sha256,
-                "task": self.task, "seed": self.seed, "n_folds": self.n_folds,
-                "val_fraction": self.val_fraction, "grouping": self.grouping, "groups": self.groups,
+        return {"format": SPLIT_FORMAT, "dataset": self.dataset,
+                "manifest_sha256": self.manifest_sha256, "task": self.task, "seed": self.seed,
+                "n_folds": self.n_folds, "val_fraction": self.val_fraction,
+                "grouping": self.grouping, "groups": self.groups, "labels": self.labels,
                 "folds": self.folds}
 
     def save(self, path: str | Path) -> Path:
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        except OSError as exc:
+            raise LungcadError(f"cannot write the split file {out}: {exc.strerror or exc}") from exc
         return out
-
-    def sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def load_split(path: str | Path) -> Split:
+    """Read a split file written by `lungcad data split`; LungcadError if it is not one."""
     p = Path(path)
     if not p.is_file():
         raise LungcadError(f"split file not found: {p} (make one with `lungcad data split`)")
@@ -67,84 +87,116 @@ def load_split(path: str | Path) -> Split:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LungcadError(f"{p}: not a JSON split file ({exc})") from None
     if not isinstance(d, dict) or d.get("format") != SPLIT_FORMAT:
-        raise LungcadError(f"{p}: not a lungcad split (expected format {SPLIT_FORMAT!r})")
+        raise LungcadError(f"{p}: not a lungcad split file (expected \"format\": {SPLIT_FORMAT!r})")
     try:
         folds = d["folds"]
+        if not isinstance(folds, list) or len(folds) != int(d["n_folds"]):
+            raise LungcadError(f"{p}: n_folds is {d['n_folds']} but the file holds "
+                               f"{len(folds) if isinstance(folds, list) else 'no list of'} folds")
         for k, fold in enumerate(folds):
-            missing = [name for name in PARTS if name not in fold]
+            missing = [name for name in PARTS if not isinstance(fold.get(name), list)]
             if missing:
                 raise LungcadError(f"{p}: fold {k} lacks the part(s) {missing}")
-        return Split(folds=folds, task=d["task"], n_folds=int(d["n_folds"]),
-                     manifest_sha256=d["manifest_sha256"], seed=int(d.get("seed", 0)),
-                     val_fraction=float(d.get("val_fraction", 0.2)), dataset=d.get("dataset", ""),
-                     grouping=d.get("grouping", {}), groups=d.get("groups", {}))
-    except KeyError as exc:
-        raise LungcadError(f"{p}: missing field {exc}") from None
+        groups = {str(k): str(v) for k, v in d.get("groups", {}).items()}
+        return Split(folds=folds, task=str(d["task"]), n_folds=int(d["n_folds"]),
+                     manifest_sha256=str(d["manifest_sha256"]), seed=int(d.get("seed", 0)),
+                     val_fraction=float(d.get("val_fraction", 0.2)),
+                     dataset=str(d.get("dataset", "")), grouping=dict(d.get("grouping", {})),
+                     groups=groups, labels={str(k): str(v) for k, v in d.get("labels", {}).items()})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise LungcadError(f"{p}: malformed split file ({type(exc).__name__}: {exc})") from None
 
 
-def dataset_groups(manifest: Manifest, threshold: int = NEAR_DUP_THRESHOLD, workers: int = 2):
-    """Group id per manifest row (explicit groups, exact and near duplicates), plus the details."""
-    hashes = hash_images([manifest.image_path(p) for p in manifest.paths], workers=workers)
-    unreadable = [(manifest.paths[i], h.error) for i, h in enumerate(hashes) if h.error]
-    explicit = manifest.table["group"].tolist() if "group" in manifest.table.columns else None
-    dups = find_duplicates(hashes, threshold, explicit)
-    return hashes, dups, unreadable
-
-
-def _stratified_group_parts(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int):
+def _grouped_parts(classes: np.ndarray, groups: np.ndarray, n_splits: int, seed: int,
+                   notes: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     from sklearn.model_selection import StratifiedGroupKFold
 
-    n_groups = len(set(groups.tolist()))
+    n_groups = len(np.unique(groups))
     if n_groups < n_splits:
-        raise LungcadError(f"only {n_groups} independent groups, too few for {n_splits} parts; "
-                           "use fewer folds")
-    return list(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-                .split(np.zeros(len(labels)), labels, groups))
+        raise LungcadError(f"only {n_groups} independent group(s) of images, too few for "
+                           f"{n_splits} parts; use fewer folds (or a larger --val-fraction)")
+    with pywarnings.catch_warnings(record=True) as caught:
+        pywarnings.simplefilter("always")
+        parts = list(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+                     .split(np.zeros(len(classes)), classes, groups))
+    notes += [str(w.message) for w in caught]
+    return parts
 
 
 def make_split(manifest: Manifest, task_name: str, n_folds: int = 10, val_fraction: float = 0.2,
-               seed: int = 0, threshold: int = NEAR_DUP_THRESHOLD, workers: int = 2,
-               dataset_label: str | None = None) -> tuple[Split, list[str]]:
-    """A grouped, stratified k-fold split; returns it with warnings (label conflicts)."""
+               seed: int = 0, threshold: int = NEAR_DUP_THRESHOLD, workers: int = 1,
+               use_cache: bool = True, progress: bool = True) -> tuple[Split, list[str]]:
+    """A grouped, stratified k-fold split of ``manifest`` for a task; returns it and warnings
+    (label conflicts, near-duplicate groups spanning classes, thin classes)."""
     task = get_task(task_name)
     if n_folds < 2:
-        raise LungcadError("a split needs at least 2 folds")
-    if not 0 < val_fraction < 0.5:
-        raise LungcadError("--val-fraction must be between 0 and 0.5")
+        raise LungcadError(f"a split needs at least 2 folds, not {n_folds}")
+    if not 0 < val_fraction <= 0.5:
+        raise LungcadError(f"--val-fraction must be above 0 and at most 0.5, not {val_fraction}")
+    if not 0 <= threshold < PHASH_BITS:
+        raise LungcadError(f"--near-dup-threshold must be 0 to {PHASH_BITS - 1} bits "
+                           f"(of a {PHASH_BITS}-bit hash), not {threshold}")
     task.check_labels(manifest.table["label"])
-    hashes, dups, unreadable = dataset_groups(manifest, threshold, workers)
-    if unreadable:
-        names = ", ".join(p for p, _ in unreadable[:5])
-        raise LungcadError(f"{len(unreadable)} image(s) cannot be read ({names}); "
-                           "run `lungcad data check` and fix or remove them first")
     mapped = task.map_labels(manifest.table["label"])
-    keep = np.flatnonzero(mapped.notna().to_numpy())
-    paths = np.array(manifest.paths)[keep]
-    labels = np.array([task.classes.index(c) for c in mapped.iloc[keep]])
-    group_ids = np.array(dups.group_of)[keep]
-    warnings = []
+    rows = manifest.table[mapped.notna()].reset_index(drop=True)
+    classes = mapped[mapped.notna()].tolist()
+    paths = rows["path"].tolist()
+
+    hashed = compute_hashes([manifest.image_path(p) for p in paths], workers=workers,
+                            use_cache=use_cache, progress=progress)
+    if hashed.failures:
+        names = ", ".join(paths[i] for i in list(hashed.failures)[:5])
+        raise LungcadError(f"{len(hashed.failures)} image(s) cannot be read ({names}); run "
+                           "`lungcad data check` and fix or remove them before splitting")
+    given = rows["group"].tolist() if "group" in rows.columns else None
+    dups = group_duplicates(hashed.hashes, threshold, given)
+
+    warnings: list[str] = []
+    source_labels = rows["label"].astype(str).tolist()
+    conflicts = []
     for members in dups.exact_groups:
-        found = sorted(set(manifest.table["label"].iloc[members]))
+        found = sorted({source_labels[i] for i in members})
         if len(found) > 1:
-            warnings.append("label conflict: identical pixels under labels "
-                            f"{found}: {', '.join(manifest.paths[i] for i in members)}")
+            conflicts.append({"labels": found, "paths": [paths[i] for i in members]})
+            same_class = len({classes[i] for i in members}) == 1
+            warnings.append(f"label conflict: identical pixels under labels {found}: "
+                            f"{', '.join(paths[i] for i in members)} (kept in one group"
+                            f"{'; one class in task ' + task.name if same_class else ''})")
+    for members in dups.near_groups:
+        found = sorted({classes[i] for i in members})
+        if len(found) > 1:
+            warnings.append(f"a near-duplicate group of {len(members)} images spans the classes "
+                            f"{found} (e.g. {paths[members[0]]}); one patient under two labels?")
+
+    group_ids = np.asarray(dups.group_of)
+    class_index = np.array([task.classes.index(c) for c in classes])
+    notes: list[str] = []
+    path_array = np.asarray(paths, dtype=object)
+    n_inner = max(2, round(1 / val_fraction))
     folds = []
-    for k, (rest, test) in enumerate(_stratified_group_parts(labels, group_ids, n_folds, seed)):
-        inner = _stratified_group_parts(labels[rest], group_ids[rest], max(2, round(1 / val_fraction)),
-                                        seed + 1 + k)
+    for k, (rest, test) in enumerate(_grouped_parts(class_index, group_ids, n_folds, seed, notes)):
+        inner = _grouped_parts(class_index[rest], group_ids[rest], n_inner, seed + 1 + k, notes)
         train_i, val_i = inner[0]
-        folds.append({"fold": k, "train": sorted(paths[rest][train_i].tolist()),
-                      "val": sorted(paths[rest][val_i].tolist()), "test": sorted(paths[test].tolist())})
-    sizes = np.bincount(np.unique(group_ids, return_inverse=True)[1])
+        folds.append({"fold": k, "train": sorted(path_array[rest][train_i].tolist()),
+                      "val": sorted(path_array[rest][val_i].tolist()),
+                      "test": sorted(path_array[test].tolist())})
+    warnings += sorted(set(notes))
+
+    sizes = dups.size_distribution()
+    methods = (["group column"] if given is not None else []) + \
+        ["exact pixel hash", "perceptual hash"]
     grouping = {
-        "explicit_group_column": "group" in manifest.table.columns,
-        "exact": "MD5 of decoded pixels", "near": HASH_METHOD, "near_threshold": threshold,
-        "exact_duplicate_groups": len(dups.exact_groups), "near_duplicate_groups": len(dups.near_groups),
-        "near_duplicate_pairs": dups.near_pairs, "groups": int(len(sizes)),
-        "largest_group": int(sizes.max()), "multi_image_groups": int((sizes > 1).sum()),
+        "methods": methods, "exact_hash": EXACT_HASH, "perceptual_hash": PERCEPTUAL_HASH,
+        "hash_bits": PHASH_BITS, "near_dup_threshold": threshold,
+        "exact_duplicate_groups": len(dups.exact_groups),
+        "near_duplicate_groups": len(dups.near_groups),
+        "near_duplicate_pairs": len(dups.near_pairs),
+        "groups": dups.n_groups, "largest_group": max(sizes) if sizes else 0,
+        "group_sizes": {str(s): n for s, n in sizes.items()},
+        "label_conflicts": conflicts,
     }
     split = Split(folds=folds, task=task.name, n_folds=n_folds, manifest_sha256=manifest.sha256(),
-                  seed=seed, val_fraction=val_fraction, dataset=dataset_label or manifest.root.name,
-                  grouping=grouping,
-                  groups={p: f"g{int(g)}" for p, g in zip(paths.tolist(), group_ids.tolist())})
+                  seed=seed, val_fraction=val_fraction, dataset=manifest.root.resolve().name,
+                  grouping=grouping, groups={p: f"g{g}" for p, g in zip(paths, dups.group_of)},
+                  labels=dict(zip(paths, classes)))
     return split, warnings

@@ -4,7 +4,9 @@ Every reader returns a :class:`LoadedImage`: a 2-D float32 array in display conv
 dense: bone is bright on a radiograph, as on a film viewer) scaled to [0, 1], plus metadata.
 """
 
-from lungcad.io.base import ImageMeta, LoadedImage
-from lungcad.io.dispatch import load_image, sniff_format
+from lungcad.io.base import ImageMeta, ImageReadWarning, LoadedImage
+from lungcad.io.dispatch import SUPPORTED, load_image, sniff_format
+from lungcad.io.jsrt import jsrt_raw_bytes, write_jsrt_raw
 
-__all__ = ["ImageMeta", "LoadedImage", "load_image", "sniff_format"]
+__all__ = ["SUPPORTED", "ImageMeta", "ImageReadWarning", "LoadedImage", "jsrt_raw_bytes",
+           "load_image", "sniff_format", "write_jsrt_raw"]

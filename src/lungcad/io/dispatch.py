@@ -7,12 +7,13 @@ from pathlib import Path
 
 from lungcad.errors import LungcadError
 from lungcad.io.base import LoadedImage
-from lungcad.io.source import extension_of, read_source
+from lungcad.io.source import extension_of, read_head, read_source
 
 SUPPORTED = ("jsrt-raw", "png", "jpeg", "tiff", "bmp", "dicom", "npy")
 _SUPPORTED_TEXT = ("JSRT raw .IMG (2048x2048, 12-bit big-endian), PNG, JPEG, TIFF, BMP, "
                    "DICOM (.dcm) and NumPy .npy")
 JSRT_RAW_BYTES = 2048 * 2048 * 2
+_HEAD_BYTES = 132  # enough for every signature: DICOM's "DICM" sits at offset 128
 _RASTER = ("png", "jpeg", "tiff", "bmp")
 _LUNG_PRESETS = ("lung", "mediastinum")
 
@@ -22,12 +23,15 @@ Source = str | Path | bytes | bytearray | memoryview
 def sniff_format(source: Source, *, name: str | None = None) -> str:
     """Which reader a file needs: one of :data:`SUPPORTED`, decided by its first bytes; a file with
     no signature is JSRT raw when it ends in .img or has exactly JSRT's size."""
-    data, label = read_source(source, name)
-    return _sniff(data, label, extension_of(source, name))
+    if isinstance(source, (str, Path)):  # only the first bytes and the size matter
+        head, size, label = read_head(source)
+    else:
+        data, label = read_source(source, name)
+        head, size = data[:_HEAD_BYTES], len(data)
+    return _sniff(head, size, label, extension_of(source, name))
 
 
-def _sniff(data: bytes, label: str, extension: str) -> str:
-    head = data[:132]
+def _sniff(head: bytes, size: int, label: str, extension: str) -> str:
     # First: a DICOM preamble may itself look like a TIFF header (dual-personality files).
     if head[128:132] == b"DICM":
         return "dicom"
@@ -41,12 +45,12 @@ def _sniff(data: bytes, label: str, extension: str) -> str:
         return "bmp"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
-    if extension == ".img" or len(data) == JSRT_RAW_BYTES:
+    if extension == ".img" or size == JSRT_RAW_BYTES:
         return "jsrt-raw"
     if _looks_like_bare_dicom(head):
         return "dicom"
     raise LungcadError(
-        f"{label}: unrecognised image format (starts with bytes {data[:8].hex(' ')}); "
+        f"{label}: unrecognised image format (starts with bytes {head[:8].hex(' ')}); "
         f"lungcad reads {_SUPPORTED_TEXT}")
 
 
@@ -72,7 +76,7 @@ def load_image(source: Source, *, name: str | None = None, frame: int | None = N
     """
     _check_options(frame, window, hu, max_pixels)
     data, label = read_source(source, name)
-    fmt = _sniff(data, label, extension_of(source, name))
+    fmt = _sniff(data[:_HEAD_BYTES], len(data), label, extension_of(source, name))
     if fmt != "dicom" and (window is not None or hu):
         asked = "hu=True" if hu else f"window={window!r}"
         raise LungcadError(f"{label} is {fmt.upper()}: {asked} applies to DICOM images only "

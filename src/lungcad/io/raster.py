@@ -24,6 +24,9 @@ def read_raster(data: bytes, fmt: str, label: str, *, frame: int | None = None,
     with warnings.catch_warnings():
         # We enforce our own pixel limit below; Pillow's global one must not decide for us.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow's own warnings on damaged files ("Corrupt EXIF data"...) add nothing to the
+        # LungcadError or image that follows; they would only reach the user as noise.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         try:
             image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
         except Image.DecompressionBombError as error:

@@ -16,10 +16,7 @@ def read_source(source: str | Path | bytes | bytearray | memoryview,
     elif isinstance(source, (str, Path)):
         path = Path(source)
         label = str(path)
-        if not path.exists():
-            raise LungcadError(f"image not found: {path}")
-        if not path.is_file():
-            raise LungcadError(f"not a file: {path} (give the path of one image file)")
+        _check_is_file(path)
         try:
             data = path.read_bytes()
         except OSError as error:
@@ -30,6 +27,28 @@ def read_source(source: str | Path | bytes | bytearray | memoryview,
     if not data:
         raise LungcadError(f"{label} is empty (0 bytes)")
     return data, label
+
+
+def read_head(path: str | Path, n_bytes: int = 132) -> tuple[bytes, int, str]:
+    """The first ``n_bytes`` of a file, its size and its name, without reading all of it."""
+    path = Path(path)
+    _check_is_file(path)
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(n_bytes)
+        size = path.stat().st_size
+    except OSError as error:
+        raise LungcadError(f"could not read {path}: {error.strerror or error}") from error
+    if size == 0:
+        raise LungcadError(f"{path} is empty (0 bytes)")
+    return head, size, str(path)
+
+
+def _check_is_file(path: Path) -> None:
+    if not path.exists():
+        raise LungcadError(f"image not found: {path}")
+    if not path.is_file():
+        raise LungcadError(f"not a file: {path} (give the path of one image file)")
 
 
 def extension_of(source: str | Path | bytes | bytearray | memoryview, name: str | None) -> str:

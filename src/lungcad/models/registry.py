@@ -6,6 +6,7 @@ Models take (N, channels, H, W) float tensors and return logits: shape (N, 1) fo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -61,7 +62,15 @@ def create_model(name: str, num_classes: int, **kwargs):
     if num_classes < 2:
         raise LungcadError(f"a model needs at least 2 classes, got {num_classes}")
     num_outputs = 1 if num_classes == 2 else num_classes
-    return info.builder(num_outputs=num_outputs, **{**info.defaults, **kwargs})
+    arguments = {**info.defaults, **kwargs}
+    try:
+        return info.builder(num_outputs=num_outputs, **arguments)
+    except TypeError as exc:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if unknown is None:
+            raise
+        raise LungcadError(f"model {name} does not take the argument {unknown.group(1)!r} "
+                           "(check model_args in the config)") from None
 
 
 def logits_to_probs(logits):

@@ -41,7 +41,7 @@ def plot_curves(metrics_csv: Path, out_png: Path, title: str = "") -> Path | Non
         acc_ax.plot(epochs, table["val_auroc"], "--", color="grey", label="validation AUROC")
     acc_ax.set_ylim(-0.02, 1.02)
     acc_ax.legend(loc="lower right")
-    loss_ax.legend(loc="upper right")
+    loss_ax.legend(loc="best")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -4,6 +4,8 @@ windows, VOI LUTs, BitsStored, multi-frame, colour and compressed transfer synta
 from __future__ import annotations
 
 import io
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -215,3 +217,42 @@ def test_shared_copies_match_pydicom_data(shared_data) -> None:
     for name in ("CT_small.dcm", "RG1_UNCI.dcm"):
         copy = load_image(shared_data / "dicom_samples" / name).array
         np.testing.assert_array_equal(copy, load_image(get_testdata_file(name)).array)
+
+
+def test_dicom_bytes_sniffed_by_content_despite_tiff_like_preamble(ct_path: str) -> None:
+    from lungcad.io import sniff_format
+
+    data = Path(ct_path).read_bytes()
+    assert data[:4] == b"II*\x00"  # a dual-personality preamble: looks like TIFF at offset 0
+    assert sniff_format(data) == sniff_format(ct_path) == "dicom"
+    np.testing.assert_array_equal(load_image(data).array, load_image(ct_path).array)
+    assert load_image(data).meta.pixel_spacing_mm == pytest.approx((0.661468, 0.661468))
+
+
+def test_cr_metadata_and_polarity(cr_path: str) -> None:
+    ds = pydicom.dcmread(cr_path)
+    loaded = load_image(cr_path)
+    # The file's PixelSpacing is 0.000 mm: not trusted, and said so in the notes.
+    assert loaded.meta.pixel_spacing_mm is None
+    assert any("PixelSpacing" in note for note in loaded.meta.notes)
+    # MONOCHROME1: the highest stored value is shown darker than the lowest.
+    raw = ds.pixel_array
+    assert loaded.array.flat[raw.argmax()] < loaded.array.flat[raw.argmin()]
+
+
+def test_spacing_from_imager_pixel_spacing_when_pixel_spacing_absent() -> None:
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(np.arange(6, dtype=np.uint16).reshape(2, 3), modality="DX")))
+    del ds.PixelSpacing
+    ds.ImagerPixelSpacing = [0.15, 0.16]
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    assert load_image(buffer.getvalue()).meta.pixel_spacing_mm == pytest.approx((0.15, 0.16))
+
+
+def test_truncated_real_ct_is_an_error_without_stray_warnings(ct_path: str) -> None:
+    data = Path(ct_path).read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for cut in (len(data) - 1000, len(data) // 2, 200, 131):
+            with pytest.raises(LungcadError, match="truncated|damaged|no Pixel Data"):
+                load_image(data[:cut])
