@@ -163,13 +163,26 @@ def test_shared_jsrt_check_counts(shared_data, capsys):
 
 
 def test_shared_chest_ct_check_reports_duplicates_copies_and_conflict(shared_data, capsys):
-    main(["data", "check", str(shared_data / "chest_ct_kaggle"), "--json"])
+    root = shared_data / "chest_ct_kaggle"
+    assert main(["data", "check", str(root), "--json"]) == 1  # its published split leaks
     report = json.loads(capsys.readouterr().out)
-    assert len(report["exact_duplicate_groups"]) > 0
-    assert report["cross_split_copies"] and all(c["splits"] == ["train", "valid"]
-                                                for c in report["cross_split_copies"])
+    # the README's duplicate groups (pixel_md5 / dup_group) are exactly the exact groups found
+    table = pd.read_csv(root / "labels.csv")
+    published = {frozenset(g["path"]) for _, g in table.dropna(subset=["dup_group"]).groupby("dup_group")}
+    assert {frozenset(g) for g in report["exact_duplicate_groups"]} == published
+    split_of = dict(zip(table["path"], table["split"]))
+    across = {g for g in published if len({split_of[p] for p in g}) > 1}
+    assert {frozenset(c["paths"]) for c in report["cross_split_copies"]} == across and across
+    assert all(c["splits"] == ["train", "valid"] for c in report["cross_split_copies"])
     assert len(report["label_conflicts"]) == 1
     assert set(report["label_conflicts"][0]["labels"]) == {"large_cell_carcinoma", "squamous_cell_carcinoma"}
+    assert any("published split" in p for p in report["problems"])
+    assert main(["data", "check", str(root)]) == 1
+    text = capsys.readouterr().out
+    assert f"exact duplicate groups (identical pixels): {len(published)}" in text
+    assert f"copies across the published split column: {len(across)} exact duplicate group(s)" in text
+    assert "label conflicts (identical pixels, different labels): 1" in text
+    assert "large_cell_carcinoma / squamous_cell_carcinoma" in text
 
 
 def test_shared_iqothnccd_split_is_leak_free(shared_data, tmp_path, capsys):
@@ -212,7 +225,8 @@ def test_split_is_deterministic_and_leaves_out_rows_the_task_excludes(tmp_path, 
 
 def test_check_finds_a_patient_split_across_parts_and_a_stale_manifest(tmp_path, capsys):
     root = synthetic_dataset(tmp_path / "ds", groups=True)
-    split, _ = make_split(Manifest.load(root), "ct-normal-vs-abnormal", n_folds=2, progress=False)
+    split, _ = make_split(Manifest.load(root), "ct-normal-vs-abnormal", n_folds=2, val_fraction=0.5,
+                          progress=False)
     fold = split.folds[1]
     # move one image of patient p0-normal (3 images) away from its companions
     where = next(n for n in ("train", "val", "test") if "normal_0.png" in fold[n])
@@ -268,3 +282,12 @@ def test_shared_iqothnccd_split_by_image_leaks_patients(shared_data, tmp_path, c
     kinds = [x["kind"] for x in report["leaks"]]
     assert kinds.count("exact duplicate") > 10 and kinds.count("near duplicate") > 1000
     assert all(f["leaks"] > 0 for f in report["split"]["folds"])
+
+
+def test_shared_chest_ct_split_file_is_audited_instead_of_the_published_split(shared_data, capsys):
+    root = shared_data / "chest_ct_kaggle"
+    committed = Path(__file__).resolve().parents[2] / "splits" / "chest-ct-4class-5fold.json"
+    assert main(["data", "check", str(root), "--split", str(committed)]) == 0
+    out = capsys.readouterr().out
+    assert "manifest hash matches" in out and "not counted as a problem" in out
+    assert "leaks between parts: 0 (0 exact or same image, 0 near duplicate)" in out
