@@ -348,9 +348,9 @@ class FoldOutcome:
 
 
 def _write_json(path: Path, data) -> None:
-    from lungcad.inference import _atomic_write_bytes
+    from lungcad.atomic import atomic_write
 
-    _atomic_write_bytes(path, (json.dumps(data, indent=2, default=str, allow_nan=False)
+    atomic_write(path, (json.dumps(data, indent=2, default=str, allow_nan=False)
                                + "\n").encode())
 
 
@@ -684,9 +684,9 @@ def summarise_experiment(oof: pd.DataFrame, outcomes: Sequence[FoldOutcome],
         "warnings": warnings + list(report["warnings"]),
     }
     _write_json(out_dir / "summary.json", summary)
-    from lungcad.inference import _atomic_write_bytes
+    from lungcad.atomic import atomic_write
 
-    _atomic_write_bytes(out_dir / "summary.md", summary_markdown(summary).encode())
+    atomic_write(out_dir / "summary.md", summary_markdown(summary).encode())
     return summary
 
 

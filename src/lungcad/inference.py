@@ -17,15 +17,14 @@ Whatever reads a model needs nothing else to reproduce its output.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from lungcad.atomic import atomic_write
 from lungcad.errors import LungcadError
 from lungcad.preprocess import Preprocessing
 
@@ -94,17 +93,6 @@ class Prediction:
         return f"{self.label}{rule}: {probs}"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_torch_save(obj, path: str | Path) -> None:
     """torch.save through a temporary file and a rename, so a crash never leaves half a file."""
     import io
@@ -113,16 +101,16 @@ def atomic_torch_save(obj, path: str | Path) -> None:
 
     buf = io.BytesIO()
     torch.save(obj, buf)
-    _atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write(Path(path), buf.getvalue())
 
 
 def save_model_dir(path: str | Path, network, spec: ModelSpec, card: str | None = None) -> Path:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(network.state_dict(), out / WEIGHTS_FILE)
-    _atomic_write_bytes(out / SPEC_FILE, json.dumps(spec.to_dict(), indent=2).encode())
+    atomic_write(out / SPEC_FILE, json.dumps(spec.to_dict(), indent=2).encode())
     if card is not None:
-        _atomic_write_bytes(out / CARD_FILE, card.encode())
+        atomic_write(out / CARD_FILE, card.encode())
     return out
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -27,7 +26,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from lungcad.atomic import atomic_write
 from lungcad.errors import LungcadError
+from lungcad.io import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # pragma: no cover
     from lungcad.data.manifest import Manifest
@@ -36,10 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DISCLAIMER = "research software, not a medical device"
 RUNTIMES = ("torch", "onnx")
-SPLIT_PARTS = ("train", "val", "test")
-# Files with these endings are taken as images; others in a folder are sniffed by content.
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm",
-                              ".dicom", ".npy", ".img"})
 # Never images, and too common in dataset folders to note one by one.
 _QUIET_SKIPS = frozenset({".csv", ".json", ".md", ".txt", ".yaml", ".yml"})
 PROGRESS_MIN_IMAGES = 64
@@ -117,7 +114,7 @@ def _is_image_file(path: Path) -> bool:
     from lungcad.io.dispatch import JSRT_RAW_BYTES, sniff_format
 
     suffix = path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS:
+    if suffix in IMAGE_SUFFIXES:
         return True
     if suffix in _QUIET_SKIPS:
         return False
@@ -212,8 +209,10 @@ def dataset_input(manifest: "Manifest", task: "Task", paths: Sequence[str] | Non
 def split_paths(split: "Split", manifest: "Manifest", split_path: Path, part: str,
                 fold: int | None) -> tuple[list[str], int]:
     """The manifest paths of one part of one fold, after checking the split suits the dataset."""
-    if part not in SPLIT_PARTS:
-        raise LungcadError(f"--part must be one of {', '.join(SPLIT_PARTS)}, not {part!r}")
+    from lungcad.data.splits import PARTS
+
+    if part not in PARTS:
+        raise LungcadError(f"--part must be one of {', '.join(PARTS)}, not {part!r}")
     check_split_matches(split, manifest, split_path)
     if fold is None:
         if split.n_folds > 1:
@@ -363,18 +362,9 @@ def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
         if str(column).startswith("prob_"):
             table[column] = table[column].astype(float).round(6)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        return atomic_write(path, table.to_csv(index=False, lineterminator="\n").encode())
     except OSError as exc:
         raise LungcadError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            table.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def verdict_line(name: str, probs: np.ndarray, model) -> str:

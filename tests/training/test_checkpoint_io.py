@@ -29,7 +29,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("lungcad.training.checkpoint_io.os.fsync", crash)
+    monkeypatch.setattr("lungcad.atomic.os.fsync", crash)
     with pytest.raises(OSError, match="disk full"):
         io.save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()

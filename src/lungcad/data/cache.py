@@ -9,13 +9,14 @@ The folder is ``$LUNGCAD_CACHE_DIR``, else ``~/.cache/lungcad/preprocessed``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from lungcad.atomic import atomic_write
 from lungcad.preprocess import resize_area
 
 CACHE_VERSION = 1
@@ -50,9 +51,7 @@ def load_resized(path: str | Path, size: int, use_cache: bool = True, **reader_o
         except (ValueError, OSError, EOFError):
             entry.unlink(missing_ok=True)  # a damaged entry is rebuilt, never trusted
     array = resize_area(load_image(path, **reader_options).array, size)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".npy.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, entry)
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write(entry, buffer.getvalue(), durable=False)
     return array

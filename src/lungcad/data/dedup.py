@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -53,6 +51,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lungcad.atomic import atomic_write
 from lungcad.errors import LungcadError
 
 PHASH_SIZE = 32  # 32 x 32 DCT coefficients: 1024 bits
@@ -109,12 +108,8 @@ def _read_cached(path: Path) -> ImageHash | None:
 
 def _write_cached(path: Path, value: ImageHash) -> None:
     try:
-        entry = _cache_entry(path)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".json.tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pixel_sha256": value.pixel_sha256, "phash": value.phash}, f)
-        os.replace(tmp, entry)
+        atomic_write(_cache_entry(path), json.dumps(
+            {"pixel_sha256": value.pixel_sha256, "phash": value.phash}).encode(), durable=False)
     except OSError:
         pass  # the cache only saves time; a read-only home must not stop a check
 

@@ -33,14 +33,15 @@ import pandas as pd
 
 from lungcad.data.manifest import LABELS_FILE, Manifest
 from lungcad.errors import LungcadError
+from lungcad.io import IMAGE_SUFFIXES
 
 JSRT_MATRIX = 2048
 JSRT_METADATA_COLUMNS = ("study_id", "subtlety", "size", "age", "gender", "x", "y", "state",
                          "position", "diagnosis")
 FRAME_COLUMN = re.compile(r"^([xy])_(\d+)$")
-# Files with other extensions in class folders (notes, thumbnails databases) are not images.
-IMAGE_SUFFIXES = {"", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom", ".img",
-                  ".npy"}
+# Files with other extensions in class folders (notes, thumbnails databases) are not images;
+# files with no extension are kept, as DICOM files often have none.
+FOLDER_IMAGE_SUFFIXES = IMAGE_SUFFIXES | {""}
 MIN_SIZE = 32
 
 
@@ -286,7 +287,7 @@ def prepare_folders(source: Path, out: Path, size: int | None, workers: int = 1)
                 if not f.is_file() or any(part.startswith(".") for part in rel.parts):
                     continue
                 name = f"{folder.name}/{rel.as_posix()}"
-                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                if f.suffix.lower() not in FOLDER_IMAGE_SUFFIXES:
                     skipped.append(name)
                     continue
                 stem = _safe_stem(rel)

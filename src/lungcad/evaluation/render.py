@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lungcad.atomic import atomic_write
 from lungcad.errors import LungcadError
 from lungcad.evaluation.metrics import METRIC_LABELS, PER_CLASS_METRICS
 
@@ -41,23 +41,16 @@ def write_report(report: dict, out_dir: str | Path) -> None:
         raise LungcadError(f"cannot create the report folder {out_dir}: {exc.strerror}") from None
     figures = render_figures(report)
     for figure_id, png in figures.items():
-        _write_bytes(out_dir / "figures" / f"{figure_id}.png", png)
+        atomic_write(out_dir / "figures" / f"{figure_id}.png", png)
     for s, section in enumerate(report.get("sections", [])):
         for i, image in enumerate(section["images"]):
-            _write_bytes(out_dir / "figures" / f"section{s}_{i}.png",
+            atomic_write(out_dir / "figures" / f"section{s}_{i}.png",
                          base64.b64decode(image["png_base64"]))
     blocks = report_blocks(report, figures)
-    _write_bytes(out_dir / "report.json",
+    atomic_write(out_dir / "report.json",
                  (json.dumps(report, indent=2, allow_nan=False) + "\n").encode())
-    _write_bytes(out_dir / "report.md", to_markdown(blocks).encode())
-    _write_bytes(out_dir / "report.html", to_html(blocks).encode())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves half a report."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    atomic_write(out_dir / "report.md", to_markdown(blocks).encode())
+    atomic_write(out_dir / "report.html", to_html(blocks).encode())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -139,10 +139,10 @@ def export_block(model: "LungModel", fmt: str, **details) -> dict:
 
 def write_sidecar(path: Path, spec_dict: dict, block: dict) -> Path:
     """FILE.json: the model.json (readable by ModelSpec.from_dict) with an ``export`` block."""
-    from lungcad.inference import _atomic_write_bytes
+    from lungcad.atomic import atomic_write
 
     sidecar = path.with_name(path.name + ".json")
-    _atomic_write_bytes(sidecar, json.dumps({**spec_dict, "export": block}, indent=2).encode())
+    atomic_write(sidecar, json.dumps({**spec_dict, "export": block}, indent=2).encode())
     return sidecar
 
 

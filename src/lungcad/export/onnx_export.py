@@ -93,7 +93,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET,
     Nothing is written unless ONNX Runtime's probabilities match PyTorch's within ``tolerance``
     at batch sizes 1 and 3 (a LungcadError says by how much they differ otherwise).
     """
-    from lungcad.inference import _atomic_write_bytes
+    from lungcad.atomic import atomic_write
 
     out = check_output_path(out, (".onnx",))
     started = time.perf_counter()
@@ -113,7 +113,7 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET,
     attach_metadata(proto, metadata)
     data = proto.SerializeToString()
     try:
-        _atomic_write_bytes(out, data)
+        atomic_write(out, data)
     except OSError as exc:
         raise LungcadError(f"cannot write {out}: {exc.strerror or exc}") from None
     sidecar = write_sidecar(out, spec_dict, block)

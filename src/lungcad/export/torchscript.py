@@ -72,7 +72,7 @@ def export_torchscript(model: LungModel, out: str | Path,
     module, saved and loaded back, matches PyTorch within ``tolerance`` at batch sizes 1 and 3."""
     import torch
 
-    from lungcad.inference import _atomic_write_bytes
+    from lungcad.atomic import atomic_write
 
     out = check_output_path(out, (".pt",))
     started = time.perf_counter()
@@ -106,7 +106,7 @@ def export_torchscript(model: LungModel, out: str | Path,
     block = {**block, "max_abs_diff": worst, "check_batch_sizes": list(CHECK_BATCH_SIZES),
              "tolerance": tolerance, "export_seconds": round(time.perf_counter() - started, 2)}
     try:
-        _atomic_write_bytes(out, saved_bytes(block))
+        atomic_write(out, saved_bytes(block))
     except OSError as exc:
         raise LungcadError(f"cannot write {out}: {exc.strerror or exc}") from None
     sidecar = write_sidecar(out, spec_dict, block)

@@ -10,6 +10,9 @@ from lungcad.io.base import LoadedImage
 from lungcad.io.source import extension_of, read_head, read_source
 
 SUPPORTED = ("jsrt-raw", "png", "jpeg", "tiff", "bmp", "dicom", "npy")
+# File endings taken as images when searching folders (the format itself is decided by content).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom",
+                            ".npy", ".img"})
 _SUPPORTED_TEXT = ("JSRT raw .IMG (2048x2048, 12-bit big-endian), PNG, JPEG, TIFF, BMP, "
                    "DICOM (.dcm) and NumPy .npy")
 JSRT_RAW_BYTES = 2048 * 2048 * 2

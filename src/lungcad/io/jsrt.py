@@ -6,11 +6,11 @@ PNG copies) is 4095 minus the value, which is what :func:`read_jsrt_raw` returns
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from lungcad.atomic import atomic_write
 from lungcad.errors import LungcadError
 from lungcad.io.base import ImageMeta, LoadedImage, finish
 
@@ -63,11 +63,8 @@ def write_jsrt_raw(display: np.ndarray, path: str | Path) -> Path:
     """Write ``display`` as a JSRT .IMG at ``path`` (atomically: temp file, then rename)."""
     path = Path(path)
     payload = jsrt_raw_bytes(display)
-    partial = path.with_name(path.name + ".partial")
     try:
-        partial.write_bytes(payload)
-        os.replace(partial, path)
+        atomic_write(path, payload)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise LungcadError(f"could not write {path}: {error.strerror or error}") from error
     return path

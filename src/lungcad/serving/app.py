@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lungcad import __version__
 from lungcad.errors import LungcadError
-from lungcad.serving.heatmap import HeatmapUnavailable, heatmaps_unavailable_reason
+from lungcad.serving.heatmap import HeatmapUnavailable
 from lungcad.serving.limits import BodySizeLimitMiddleware
 from lungcad.serving.loading import load_serving_model
 from lungcad.serving.service import (ApiError, ServedModel, decode_upload, display_fields,

@@ -12,7 +12,7 @@ import lightning as L
 import pandas as pd
 from lightning.pytorch.utilities import rank_zero_only
 
-from lungcad.training.checkpoint_io import atomic_write
+from lungcad.atomic import atomic_write
 from lungcad.training.curves import plot_curves
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc", "lr",

@@ -19,7 +19,7 @@ def plot_curves(metrics_csv: Path, out_png: Path, title: str = "") -> Path | Non
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from lungcad.training.checkpoint_io import atomic_write
+    from lungcad.atomic import atomic_write
 
     table = pd.read_csv(metrics_csv)
     if table.empty:

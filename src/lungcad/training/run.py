@@ -83,7 +83,7 @@ def _device_info(accelerator: str, devices: int, strategy: str, precision: str) 
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from lungcad.training.checkpoint_io import atomic_write
+    from lungcad.atomic import atomic_write
 
     atomic_write(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
@@ -386,7 +386,7 @@ def _choose_threshold(task, rule: str, y: np.ndarray, probs: np.ndarray) -> tupl
 def _write_val_predictions(path: Path, fold_data, task, probs: np.ndarray) -> None:
     import pandas as pd
 
-    from lungcad.training.checkpoint_io import atomic_write
+    from lungcad.atomic import atomic_write
 
     table = pd.DataFrame({"path": fold_data.val_paths,
                           "true_label": [task.classes[i] for i in fold_data.val_labels]})
