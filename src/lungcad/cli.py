@@ -16,6 +16,7 @@ from lungcad.errors import LungcadError
 
 # Order here is the order `lungcad --help` lists the verbs.
 VERB_MODULES = [
+    "demo",
     "data",
     "models",
     "train",

@@ -8,7 +8,10 @@ Files in a model directory:
   ``null`` for multi-class, which takes the most probable class), ``threshold_rule`` (how it was
   chosen), ``preprocessing`` (:class:`~lungcad.preprocess.Preprocessing` fields), ``modality``,
   ``lungcad_version``, and optional ``metrics``.
-- ``weights.pt``: the network's state dict (loaded with ``weights_only=True``).
+- ``weights.pt``: the network's state dict (loaded with ``weights_only=True``). With
+  ``weights_base`` ``"pretrained"`` in model.json it holds only the tensors that differ from the
+  architecture's pretrained weights (which install offline with their package, checked by sha256);
+  that keeps the bundled models small. Otherwise (``"none"``) it holds every tensor.
 - ``MODEL_CARD.md``: optional, shown by the web page.
 
 Whatever reads a model needs nothing else to reproduce its output.
@@ -33,6 +36,7 @@ SPEC_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "MODEL_CARD.md"
 BUNDLED_DIR = Path(__file__).parent / "bundled"
+WEIGHTS_BASES = ("none", "pretrained")
 
 
 @dataclass
@@ -48,6 +52,7 @@ class ModelSpec:
     modality: str = "unknown"
     metrics: dict = field(default_factory=dict)
     version: str = "1"
+    weights_base: str = "none"
 
     def to_dict(self) -> dict:
         from lungcad import __version__
@@ -58,6 +63,7 @@ class ModelSpec:
             "task": self.task, "classes": list(self.classes), "threshold": self.threshold,
             "threshold_rule": self.threshold_rule, "preprocessing": self.preprocessing.to_dict(),
             "modality": self.modality, "metrics": self.metrics, "lungcad_version": __version__,
+            "weights_base": self.weights_base,
         }
 
     @classmethod
@@ -66,15 +72,20 @@ class ModelSpec:
             raise LungcadError(f"{source}: not a lungcad model (format {d.get('format')!r}, "
                                f"expected {MODEL_FORMAT!r})")
         try:
-            return cls(name=d["name"], architecture=d["architecture"], task=d["task"],
+            spec = cls(name=d["name"], architecture=d["architecture"], task=d["task"],
                        classes=list(d["classes"]),
                        preprocessing=Preprocessing.from_dict(d["preprocessing"]),
                        threshold=d.get("threshold"), threshold_rule=d.get("threshold_rule", ""),
                        architecture_args=d.get("architecture_args", {}),
                        modality=d.get("modality", "unknown"), metrics=d.get("metrics", {}),
-                       version=str(d.get("version", "1")))
+                       version=str(d.get("version", "1")),
+                       weights_base=str(d.get("weights_base", "none")))
         except KeyError as exc:
             raise LungcadError(f"{source}: missing field {exc}") from None
+        if spec.weights_base not in WEIGHTS_BASES:
+            raise LungcadError(f"{source}: weights_base {spec.weights_base!r} is not one of "
+                               f"{', '.join(WEIGHTS_BASES)}")
+        return spec
 
     @property
     def binary(self) -> bool:
@@ -105,9 +116,13 @@ def atomic_torch_save(obj, path: str | Path) -> None:
 
 
 def save_model_dir(path: str | Path, network, spec: ModelSpec, card: str | None = None) -> Path:
+    """Write a model directory; with ``spec.weights_base`` "pretrained", weights.pt keeps only
+    the tensors that differ from the pretrained network (loading gives ``network`` back)."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save(network.state_dict(), out / WEIGHTS_FILE)
+    state = (changed_tensors(network, build_network(spec)) if spec.weights_base == "pretrained"
+             else network.state_dict())
+    atomic_torch_save(state, out / WEIGHTS_FILE)
     atomic_write(out / SPEC_FILE, json.dumps(spec.to_dict(), indent=2).encode())
     if card is not None:
         atomic_write(out / CARD_FILE, card.encode())
@@ -208,10 +223,25 @@ class LungModel:
 
 
 def build_network(spec: ModelSpec):
+    """The untrained network of ``spec``; with ``weights_base`` "pretrained", its pretrained
+    weights loaded (the tensors that weights.pt holds replace theirs)."""
     from lungcad.models.registry import create_model
 
+    args = dict(spec.architecture_args)
+    if spec.weights_base == "pretrained":
+        args["pretrained"] = True
     return create_model(spec.architecture, num_classes=len(spec.classes),
-                        in_channels=spec.preprocessing.channels, **spec.architecture_args)
+                        in_channels=spec.preprocessing.channels, **args)
+
+
+def changed_tensors(network, base) -> dict:
+    """The entries of ``network``'s state dict that differ from ``base``'s (same architecture)."""
+    import torch
+
+    reference = base.state_dict()
+    return {k: v for k, v in network.state_dict().items()
+            if k not in reference or reference[k].shape != v.shape
+            or not torch.equal(reference[k], v)}
 
 
 def load_model(name_or_path: str | Path) -> LungModel:
@@ -229,7 +259,12 @@ def load_model(name_or_path: str | Path) -> LungModel:
         raise LungcadError(f"{directory}: no {WEIGHTS_FILE}")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        network.load_state_dict(state)
+        if spec.weights_base == "pretrained":
+            unexpected = network.load_state_dict(state, strict=False).unexpected_keys
+            if unexpected:
+                raise KeyError(f"tensors the network does not have: {unexpected[:3]}")
+        else:
+            network.load_state_dict(state)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError, KeyError) as exc:
         raise LungcadError(f"{weights}: cannot load the weights ({str(exc).splitlines()[0]})") from None
     return LungModel(spec, network, directory)

@@ -57,3 +57,39 @@ def test_bad_model_directories(tmp_path):
 def test_unknown_model_argument_is_a_clear_error():
     with pytest.raises(LungcadError, match=r"ct-cnn does not take the argument 'pretrained'"):
         create_model("ct-cnn", num_classes=2, pretrained="none")
+
+
+def _lite0_spec(**extra) -> ModelSpec:
+    from lungcad.models.efficientnet_lite import LITE_MEAN, LITE_STD
+
+    return ModelSpec(name="delta", architecture="efficientnet-lite0", task="jsrt-malignant",
+                     classes=["rest", "malignant"], preprocessing=Preprocessing(64, 1, LITE_MEAN, LITE_STD),
+                     architecture_args={"pretrained": True}, **extra)
+
+
+def test_pretrained_base_stores_only_changed_tensors_and_loads_back_exactly(tmp_path):
+    torch.manual_seed(0)
+    network = create_model("efficientnet-lite0", 2, pretrained=True).eval()
+    with torch.no_grad():
+        network.backbone._blocks[15]._bn2.weight.mul_(1.5)  # a tuned block, and the new head
+    save_model_dir(tmp_path / "m", network, _lite0_spec(weights_base="pretrained"))
+    stored = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    assert set(stored) == {"backbone._blocks.15._bn2.weight", "backbone._fc.weight",
+                           "backbone._fc.bias"}
+    model = load_model(tmp_path / "m")
+    x = np.random.default_rng(0).normal(size=(2, 1, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.sigmoid(network(torch.from_numpy(x))).numpy()[:, 0]
+    np.testing.assert_allclose(model.predict_batch(x)[:, 1], expected, atol=1e-6)
+
+
+def test_pretrained_base_refuses_foreign_tensors_and_unknown_bases(tmp_path):
+    network = create_model("efficientnet-lite0", 2, pretrained=True)
+    save_model_dir(tmp_path / "m", network, _lite0_spec(weights_base="pretrained"))
+    torch.save({"not.a.layer": torch.zeros(1)}, tmp_path / "m" / "weights.pt")
+    with pytest.raises(LungcadError, match="cannot load the weights"):
+        load_model(tmp_path / "m")
+    spec = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**spec, "weights_base": "imagenet?"}))
+    with pytest.raises(LungcadError, match="weights_base"):
+        load_model(tmp_path / "m")

@@ -16,6 +16,10 @@ DIR/oof_predictions.csv, evaluate them (DIR/report/: report.json, report.md, rep
 write the per-fold mean ± SD beside the pooled figures in DIR/summary.json and summary.md.
 DIR/meta.json records the command, config, split file sha256 and versions.
 
+With --final (after every fold has run): train the same recipe on ALL labelled images into
+DIR/final/model, with the threshold that the config's rule picks on the pooled out-of-fold
+predictions, and a model card holding the cross-validated metrics; the model to ship.
+
 No threshold is ever chosen on test predictions. Re-running the same command skips the folds
 that are done, so an interrupted experiment continues where it stopped.
 
@@ -44,6 +48,11 @@ def register(subparsers) -> None:
                         help="bootstrap resamples for the pooled report's intervals "
                              "(default 2000; 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--final", action="store_true",
+                        help="after the cross-validation: train the final model on all images "
+                             "into DIR/final/model (threshold from the out-of-fold predictions)")
+    parser.add_argument("--name", metavar="NAME",
+                        help="the final model's name (default: DIR's folder name)")
     parser.set_defaults(func=run)
 
 
@@ -59,6 +68,17 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def final_command_line(args: argparse.Namespace) -> str:
+    words = ["lungcad", "experiment", str(args.config), "--out", str(args.out)]
+    for flag in ("split", "data"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag}", str(getattr(args, flag))]
+    for override in args.overrides:
+        words += ["--set", override]
+    words += ["--final"] + (["--name", args.name] if args.name else [])
+    return shlex.join(words)
+
+
 def run(args: argparse.Namespace) -> int:
     from lungcad.errors import LungcadError
     from lungcad.experiment import format_mean_sd, load_experiment_config, run_experiment
@@ -71,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
     if args.split is not None:
         overrides.append(f"split={args.split.resolve()}")
     config, options = load_experiment_config(args.config, overrides)
+    if args.final:
+        from lungcad.final_model import final_fit
+
+        model_dir = final_fit(config, options, args.out, name=args.name,
+                              command=final_command_line(args))
+        print(f"final model: {model_dir} (card: {model_dir / 'MODEL_CARD.md'})")
+        return 0
+    if args.name:
+        raise LungcadError("--name names the final model: use it with --final")
     result = run_experiment(config, options, args.out, n_folds=args.folds,
                             n_bootstrap=args.bootstrap, seed=args.seed,
                             command=command_line(args), config_path=args.config)

@@ -111,12 +111,24 @@ def _load_preprocessed(manifest, paths: Sequence[str], size: int) -> list[np.nda
     return [pre.apply(load_image(manifest.image_path(p)).array, p) for p in paths]
 
 
+FEATURE_KEYS = ("f8", "f16", "f8_flip", "f16_flip")
+# frozen features of this process's images, by (dataset folder, path, size): the folds of one
+# experiment share them (the frozen part is the ImageNet network, the same in every fold)
+_MEMO: dict[tuple, dict] = {}
+
+
 def _features_for(network, manifest, paths: Sequence[str], size: int,
                   feature_cache: Mapping[str, dict] | None) -> dict:
     if feature_cache is not None and all(p in feature_cache for p in paths):
         return {k: np.stack([np.asarray(feature_cache[p][k], np.float32) for p in paths])
-                for k in ("f8", "f16", "f8_flip", "f16_flip")}
-    return frozen_features(network, _load_preprocessed(manifest, paths, size))
+                for k in FEATURE_KEYS}
+    key = lambda p: (str(manifest.root), p, size)  # noqa: E731
+    todo = [p for p in dict.fromkeys(paths) if key(p) not in _MEMO]
+    if todo:
+        new = frozen_features(network, _load_preprocessed(manifest, todo, size))
+        for i, p in enumerate(todo):
+            _MEMO[key(p)] = {k: new[k][i] for k in FEATURE_KEYS}
+    return {k: np.stack([_MEMO[key(p)][k] for p in paths]) for k in FEATURE_KEYS}
 
 
 def _crop_origin(rng: np.random.Generator, nodule: np.ndarray, grid: int, crop: int) -> tuple[int, int]:

@@ -1,0 +1,237 @@
+"""The model to ship after a cross-validated experiment (``lungcad experiment ... --final``).
+
+The recipe is the experiment's config, unchanged; the final model trains on every labelled
+image of the split (all folds). Its decision threshold comes from the same rule applied to the
+experiment's pooled out-of-fold predictions (each made by a model that never saw the image), so
+the threshold is fixed by cross-validation and not by the images it was trained on. The model
+card carries the pooled cross-validated metrics with their intervals and the commands that
+reproduce the model. Written to ``DIR/final/model`` with ``weights_base`` "pretrained" when the
+architecture starts from pretrained weights (only the changed tensors are stored).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from lungcad.errors import LungcadError
+
+DATASET_NOTES = {
+    "jsrt": ("JSRT database (Shiraishi et al., AJR 2000;174:71-74): 198 chest radiographs, one "
+             "per patient, from Japanese institutions; distributed by the Japanese Society of "
+             "Radiological Technology to registered users for research and education. The "
+             "shared copies are 512 px 8-bit PNGs, most with blanked-label rectangles."),
+    "iqothnccd": ("IQ-OTH/NCCD lung CT slices (Alyasriy and AL-Huseiny, Mendeley Data, "
+                  "doi:10.17632/bhmdr45bh2): 1,097 JPEG slices from 110 cases at one Iraqi "
+                  "centre; no patient ids. See the dataset's page for its terms."),
+    "chest_ct_kaggle": ("Kaggle \"Chest CT-Scan images Dataset\": 685 PNG slices (published "
+                        "train and valid splits; the test split is held back), four classes. "
+                        "Origin, scanners and patient ids are undocumented; many files are "
+                        "pixel-identical copies. See the Kaggle page for its terms."),
+}
+LIMITS = {
+    "jsrt": ["198 images: every interval below is wide.",
+             "One population (Japan, 1990s film digitised); not validated on modern digital "
+             "radiographs, other populations or other scanners.",
+             "Most JSRT PNGs carry black blanked-label rectangles: a model can learn such "
+             "marks instead of anatomy; heatmaps help to check.",
+             "Trained and scored on images that all show a nodule or were picked as normal "
+             "controls: it is not a screening model."],
+    "iqothnccd": ["No patient ids: folds group exact and perceptual-hash near-duplicates only, "
+                  "so slices of one patient can fall on both sides; the figures are an upper "
+                  "bound, and their intervals (resampling images, not patients) too narrow.",
+                  "One centre, one scanner protocol; JPEG slices, not DICOM."],
+    "chest_ct_kaggle": ["Undocumented origin and no patient ids; duplicates grouped by pixel "
+                        "hash and perceptual hash, but the scores are an upper bound.",
+                        "Slices of very different sizes and sources; not DICOM."],
+}
+
+
+def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = None,
+              command: str | None = None, log: Callable[[str], None] = print) -> Path:
+    """``command``: the command line that ran this (for the card's "Reproduce" section)."""
+    """Train ``config`` on every labelled image of its split; threshold from the experiment's
+    pooled out-of-fold predictions; write ``exp_dir/final/model`` with its model card."""
+    from lungcad.data.manifest import Manifest
+    from lungcad.data.splits import load_split
+    from lungcad.data.tasks import get_task
+    from lungcad.evaluation.predictions import read_predictions
+    from lungcad.evaluation.thresholds import choose_threshold, parse_threshold_rule
+    from lungcad.experiment import LIGHTNING, fold_parts, resolve_trainer
+    from lungcad.inference import load_model, save_model_dir
+
+    exp_dir = Path(exp_dir).resolve()
+    if options.trainer == LIGHTNING:
+        raise LungcadError("--final needs a trainer that does not pick its checkpoint on "
+                           "validation images (linear_probe, nodule_heatmap); the lightning "
+                           "trainer does, and a final model has no images left to validate on")
+    meta = _finished_meta(exp_dir)
+    if _comparable(meta["config"]) != _comparable(config):
+        raise LungcadError(f"{exp_dir} was cross-validated with another config; --final trains "
+                           "exactly the recipe that was cross-validated")
+    manifest, task = Manifest.load(config["dataset"]), get_task(config["task"])
+    parts = fold_parts(load_split(config["split"]), manifest, task, 0)
+    every = sorted(set(parts.train) | set(parts.val) | set(parts.test))
+
+    oof = read_predictions(exp_dir / "oof_predictions.csv")
+    threshold, rule = None, "most probable class"
+    if len(task.classes) == 2:
+        parsed = parse_threshold_rule(str(config.get("threshold", "youden")))
+        y = (oof["true_label"] == task.classes[1]).to_numpy(dtype=int)
+        threshold = float(choose_threshold(y, oof[f"prob_{task.classes[1]}"].to_numpy(), parsed))
+        rule = (f"{parsed.text} on the pooled out-of-fold predictions of the "
+                f"{meta['split']['n_folds']}-fold cross-validation ({len(oof)} images)")
+
+    work = exp_dir / "final"
+    if work.exists():
+        shutil.rmtree(work)
+    log(f"final model: training ({options.trainer}) on all {len(every)} images into {work}")
+    fit_fold = resolve_trainer(options.trainer)
+    # the trainer's own threshold (chosen on its training images) is replaced below
+    trained = load_model(fit_fold(manifest, every, every, task, work / "fit", dict(config)))
+    report = json.loads((exp_dir / "report" / "report.json").read_text())
+    base = _weights_base(trained.spec)
+    args = dict(trained.spec.architecture_args)
+    if base == "pretrained":
+        args["pretrained"] = True
+    spec = replace(trained.spec, name=name or exp_dir.name, threshold=threshold,
+                   threshold_rule=rule, weights_base=base, architecture_args=args,
+                   metrics={"n_train": len(every),
+                            "cross_validation": _cv_metrics(report, meta, manifest)})
+    card = model_card(spec, meta, report, manifest, command, exp_dir)
+    out = save_model_dir(work / "model", trained.network, spec, card)
+    shutil.rmtree(work / "fit")
+    return out
+
+
+def _finished_meta(exp_dir: Path) -> dict:
+    meta_file = exp_dir / "meta.json"
+    if not meta_file.is_file():
+        raise LungcadError(f"{exp_dir} holds no experiment: cross-validate first "
+                           "(lungcad experiment CONFIG --out DIR), then add --final")
+    meta = json.loads(meta_file.read_text())
+    split = meta.get("split", {})
+    if meta.get("status") != "finished" or split.get("folds_run") != split.get("n_folds"):
+        raise LungcadError(f"{exp_dir}: the cross-validation has not run every fold "
+                           f"({split.get('folds_run')} of {split.get('n_folds')}, status "
+                           f"{meta.get('status')}); finish it before --final")
+    return meta
+
+
+def _comparable(config: dict) -> dict:
+    """The recipe without keys that do not change the model (threads)."""
+    return {k: v for k, v in config.items() if k not in ("torch_threads", "num_workers", "name")}
+
+
+def _weights_base(spec) -> str:
+    """"pretrained" where the architecture starts from pretrained weights (store only changes)."""
+    from lungcad.models.registry import model_info
+
+    return "pretrained" if "pretrained" in model_info(spec.architecture).defaults else "none"
+
+
+CARD_METRICS = ("roc_auc", "macro_roc_auc", "accuracy", "balanced_accuracy", "sensitivity",
+                "specificity", "macro_f1", "log_loss", "brier")
+
+
+def _cv_metrics(report: dict, meta: dict, manifest) -> dict:
+    metrics = report["metrics"]
+    pooled = {k: {f: metrics[k][f] for f in ("value", "ci_low", "ci_high")}
+              for k in CARD_METRICS if k in metrics and isinstance(metrics[k], dict)
+              and "value" in metrics[k]}
+    return {"protocol": _protocol(meta, Path(str(manifest.root)).name), "pooled_out_of_fold": pooled,
+            "bootstrap": report.get("bootstrap", {})}
+
+
+GROUPING = {
+    "jsrt": "one image per patient, so the folds are patient-disjoint",
+    "iqothnccd": "grouped by exact and perceptual-hash near-duplicate images (no patient ids)",
+    "chest_ct_kaggle": "grouped by pixel-identical and perceptual-hash near-duplicate images "
+                       "(no patient ids)",
+}
+
+
+def _protocol(meta: dict, dataset: str) -> str:
+    split = meta["split"]
+    grouping = GROUPING.get(dataset, "grouped by exact and near-duplicate images")
+    return (f"{split['n_folds']}-fold cross-validation on `splits/{Path(split['path']).name}` "
+            f"({grouping}); each fold's threshold chosen on its own validation part; pooled "
+            "out-of-fold predictions")
+
+
+def _relative(path: Path, cwd: str | None) -> str:
+    try:
+        return str(path.relative_to(Path(cwd))) if cwd else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _fmt_metric(entry: dict) -> str:
+    lo, hi = entry.get("ci_low"), entry.get("ci_high")
+    interval = "" if lo is None or hi is None else f" [{lo:.3f}, {hi:.3f}]"
+    return f"{entry['value']:.3f}{interval}"
+
+
+def model_card(spec, meta: dict, report: dict, manifest, command: str | None,
+               exp_dir: Path) -> str:
+    dataset = Path(str(manifest.root)).name
+    cv = spec.metrics["cross_validation"]
+    boot = cv.get("bootstrap", {})
+    rows = "\n".join(f"| {k} | {_fmt_metric(v)} |" for k, v in cv["pooled_out_of_fold"].items())
+    cv_command = meta.get("command") or "lungcad experiment CONFIG --out DIR"
+    if spec.threshold is None:
+        decision = "the most probable class (multi-class)"
+    else:
+        decision = (f"`{spec.classes[1]}` when its probability is at least "
+                    f"**{spec.threshold:.4f}**: {spec.threshold_rule}")
+    limits = "\n".join(f"- {line}" for line in LIMITS.get(dataset, []))
+    return f"""# {spec.name}
+
+**Research software, not a medical device.** Not for diagnosis, screening or any clinical
+decision. Its output is a research measurement on one image.
+
+## Intended use
+
+Research on {spec.modality} images: task `{spec.task}`, classes {', '.join(f'`{c}`' for c in spec.classes)}.
+Input: one grayscale image (PNG, JPEG, DICOM, JSRT raw ...), resized to {spec.preprocessing.size} px.
+
+## Model
+
+`{spec.architecture}` ({json.dumps(spec.architecture_args)}), trained with lungcad
+{spec.to_dict()['lungcad_version']} on all {spec.metrics['n_train']} labelled images of the
+dataset with the recipe that cross-validation scored (below).
+
+Decision: {decision}.
+
+## Training data
+
+{DATASET_NOTES.get(dataset, f'`{dataset}`')}
+
+## Cross-validated performance
+
+{cv['protocol']}. 95% intervals: {boot.get('n_resamples', '?')} bootstrap resamples of
+images (seed {boot.get('seed', 0)}; {boot.get('method', 'BCa')}). These figures describe
+the recipe on this dataset, not this exact model, and say nothing about patients elsewhere.
+
+| metric (pooled out of fold) | value [95% CI] |
+|---|---|
+{rows}
+
+## Known limits
+
+{limits}
+- The held-back part of the dataset has not scored this model yet.
+
+## Reproduce
+
+```
+{cv_command}
+{command or cv_command + ' --final'}
+cp -r {_relative(exp_dir, meta.get('cwd'))}/final/model src/lungcad/bundled/{spec.name}
+```
+"""

@@ -1,0 +1,109 @@
+"""The models shipped inside the package: present, small, loadable by name, honest cards whose
+figures match docs/results.md, and the offline demo on the pydicom DICOM samples."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import lungcad
+from lungcad.cli import main
+from lungcad.inference import BUNDLED_DIR, bundled_models, load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = {"jsrt-malignant": "chest radiograph", "ct-normal-vs-abnormal": "ct",
+           "iqothnccd-3class": "ct", "chest-ct-4class": "ct"}
+MAX_TOTAL_BYTES = 25 * 1024 * 1024
+
+
+def test_the_four_models_are_bundled():
+    assert sorted(bundled_models()) == sorted(SHIPPED)
+
+
+def test_bundled_weights_fit_in_the_repository():
+    total = sum(f.stat().st_size for f in BUNDLED_DIR.rglob("*") if f.is_file())
+    assert total <= MAX_TOTAL_BYTES, f"bundled models take {total / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_bundled_model_loads_by_name_and_predicts(name):
+    from pydicom.data import get_testdata_file
+
+    model = lungcad.load_model(name)
+    assert model.spec.name == name and model.spec.modality == SHIPPED[name]
+    sample = "RG1_UNCI.dcm" if SHIPPED[name] != "ct" else "CT_small.dcm"
+    prediction = model.predict(get_testdata_file(sample, download=False))
+    assert prediction.label in model.classes
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    heat = model.explain(get_testdata_file(sample, download=False))
+    assert heat.ndim == 2 and 0.0 <= heat.min() and heat.max() <= 1.0
+
+
+def _card_rows(card: str) -> dict[str, str]:
+    return dict(re.findall(r"^\| (\w+) \| ([0-9.]+ \[[0-9.]+, [0-9.]+\]) \|$", card, re.M))
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_model_card_is_honest_and_matches_model_json(name):
+    directory = BUNDLED_DIR / name
+    card = (directory / "MODEL_CARD.md").read_text()
+    spec = json.loads((directory / "model.json").read_text())
+    assert "research software, not a medical device" in card.lower()
+    for heading in ("Intended use", "Training data", "Cross-validated performance",
+                    "Known limits", "Reproduce"):
+        assert f"## {heading}" in card
+    rows = _card_rows(card)
+    pooled = spec["metrics"]["cross_validation"]["pooled_out_of_fold"]
+    assert rows and set(rows) == set(pooled)
+    for metric, entry in pooled.items():
+        assert rows[metric] == f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+    if spec["threshold"] is not None:
+        assert f"{spec['threshold']:.4f}" in card and "out-of-fold" in spec["threshold_rule"]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_model_card_figures_match_docs_results(name):
+    """docs/results.md quotes each shipped model's headline figures exactly as its card."""
+    results = (ROOT / "docs" / "results.md").read_text()
+    pooled = json.loads((BUNDLED_DIR / name / "model.json").read_text())[
+        "metrics"]["cross_validation"]["pooled_out_of_fold"]
+    shipped_rows = [line for line in results.splitlines() if f"`{name}`" in line and "|" in line]
+    assert shipped_rows, f"docs/results.md has no table row naming the bundled model `{name}`"
+    for metric in ("accuracy", "roc_auc" if "roc_auc" in pooled else "macro_roc_auc"):
+        entry = pooled[metric]
+        figure = f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+        assert any(figure in row for row in shipped_rows), (name, metric, figure)
+
+
+def test_predict_by_name_prints_a_verdict(capsys):
+    from pydicom.data import get_testdata_file
+
+    for name, sample in (("jsrt-malignant", "RG1_UNCI.dcm"), ("chest-ct-4class", "CT_small.dcm")):
+        assert main(["predict", name, get_testdata_file(sample, download=False)]) == 0
+        out = capsys.readouterr().out
+        assert load_model(name).classes[0] in out or load_model(name).classes[-1] in out
+
+
+def test_demo_writes_a_page_with_every_verdict_and_heatmap(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    printed = capsys.readouterr().out
+    page = tmp_path / "demo" / "demo.html"
+    assert f"demo report: {page.resolve()}" in printed
+    text = page.read_text()
+    assert "Research software, not a medical device" in text
+    for name in SHIPPED:
+        assert f"<code>{name}</code>" in text
+    assert text.count('src="data:image/png;base64,') == len(SHIPPED)
+    assert len(list((tmp_path / "demo" / "figures").glob("*_overlay.png"))) == len(SHIPPED)
+
+
+def test_demo_without_the_samples_says_what_to_install(tmp_path, monkeypatch, capsys):
+    import pydicom.data
+
+    monkeypatch.setattr(pydicom.data, "get_testdata_file", lambda *a, **k: None)
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install pydicom-data" in err and "Traceback" not in err
