@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from lungcad.errors import LungcadError
 
 # (file, what it is, the modality of the models that read it)
@@ -24,6 +26,7 @@ SAMPLES = (
 )
 REPORT_FILE = "demo.html"
 DISCLAIMER = "Research software, not a medical device. Not for diagnosis."
+DISPLAY_SIDE = 384
 
 
 def sample_path(name: str) -> Path:
@@ -50,6 +53,7 @@ class DemoResult:
     verdict: str
     probabilities: dict
     threshold: float | None
+    image: Path
     overlay: Path
     card: Path | None
 
@@ -57,14 +61,16 @@ class DemoResult:
 def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
              log: Callable[[str], None] = print) -> Path:
     """Run ``models`` (default: every bundled model) on the samples; return the HTML page."""
-    from lungcad.explain import Explainer, write_heatmap
+    from lungcad.explain import Explainer
     from lungcad.inference import bundled_models, load_model, resolve_model_dir
+    from lungcad.io import load_image
 
     names = list(models) if models else bundled_models()
     if not names:
         raise LungcadError("no bundled models are installed (src/lungcad/bundled is empty)")
     out = Path(out_dir)
     figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
     results: list[DemoResult] = []
     for name in names:
         model = load_model(name)
@@ -75,18 +81,41 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
         explainer = Explainer(model, "gradcam")
         for file, description, _ in samples:
             path = sample_path(file)
+            image = load_image(path).array
+            prediction = model.predict(image)
+            heat = explainer.maps([image], sources=[str(path)])[0]
             stem = f"{Path(file).stem}-{model.spec.name}"
-            files = write_heatmap(explainer, path, figures, stem=stem)
-            prediction = files.prediction
+            image_png, overlay_png = write_figures(image, heat, figures, stem)
             card = resolve_model_dir(name) / "MODEL_CARD.md"
             results.append(DemoResult(file, description, model.spec.name, prediction.label,
                                       prediction.probabilities, prediction.threshold,
-                                      files.overlay, card if card.is_file() else None))
+                                      image_png, overlay_png, card if card.is_file() else None))
             log(f"{file}  {model.spec.name}: {prediction.verdict()}")
     page = out / REPORT_FILE
-    out.mkdir(parents=True, exist_ok=True)
     page.write_text(render_page(results))
     return page
+
+
+def display_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    """The image's shape scaled so that its longer side is DISPLAY_SIDE pixels."""
+    scale = DISPLAY_SIDE / max(shape)
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def write_figures(image: np.ndarray, heat: np.ndarray, folder: Path,
+                  stem: str) -> tuple[Path, Path]:
+    """``<stem>_image.png`` (the image) and ``<stem>_overlay.png`` (with the heatmap), both
+    scaled to DISPLAY_SIDE for the page."""
+    from lungcad.explain import overlay, png_bytes
+    from lungcad.preprocess import resize_area
+
+    shape = display_shape(image.shape)
+    shown, shown_heat = resize_area(image, shape), resize_area(heat, shape)
+    gray = np.repeat((np.clip(shown, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+    image_png, overlay_png = folder / f"{stem}_image.png", folder / f"{stem}_overlay.png"
+    image_png.write_bytes(png_bytes(gray))
+    overlay_png.write_bytes(png_bytes(overlay(shown, np.clip(shown_heat, 0, 1))))
+    return image_png, overlay_png
 
 
 def _embedded_png(path: Path) -> str:
@@ -108,9 +137,10 @@ def render_page(results: Sequence[DemoResult]) -> str:
             f"<td><code>{html.escape(r.model)}</code>{card}</td>"
             f"<td><strong>{html.escape(r.verdict)}</strong><br><small>{rule}</small></td>"
             f"<td>{probs}</td>"
+            f'<td><img src="{_embedded_png(r.image)}" alt="{html.escape(r.sample)}" width="300"></td>'
             f'<td><img src="{_embedded_png(r.overlay)}" alt="Grad-CAM heatmap of {html.escape(r.model)} '
-            f'on {html.escape(r.sample)}" width="320"></td></tr>')
-    body = "\n".join(rows) or '<tr><td colspan="5">no model ran</td></tr>'
+            f'on {html.escape(r.sample)}" width="300"></td></tr>')
+    body = "\n".join(rows) or '<tr><td colspan="6">no model ran</td></tr>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lungcad demo</title>
 <style>
@@ -122,10 +152,13 @@ pre {{ white-space: pre-wrap; max-width: 40em; font-size: 80%; }}
 <h1>lungcad demo</h1>
 <p class="warning"><strong>{DISCLAIMER}</strong> These verdicts come from models trained on small
 public research datasets; the two DICOM files are software test samples, not patients of any
-study, and the CT slice is far smaller than the models' training images.</p>
+study, and neither resembles the models' training data: <code>RG1_UNCI.dcm</code> is a modern
+computed radiograph (JSRT is digitised 1990s film) and <code>CT_small.dcm</code> is a 128 x 128 crop
+around the mediastinum, unlike the whole-lung slices the CT models learned from. The verdicts
+below show the software working, not the models' accuracy: each model card gives that.</p>
 <p>lungcad {__version__}: the bundled models on the DICOM samples that pydicom installs.
 Heat shows where the model's evidence for the shown class lies (Grad-CAM).</p>
-<table><tr><th>image</th><th>model</th><th>verdict</th><th>probabilities</th><th>heatmap</th></tr>
+<table><tr><th>sample</th><th>model</th><th>verdict</th><th>probabilities</th><th>image</th><th>heatmap</th></tr>
 {body}
 </table></body></html>
 """

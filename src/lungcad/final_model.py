@@ -35,7 +35,7 @@ DATASET_NOTES = {
                         "pixel-identical copies. See the Kaggle page for its terms."),
 }
 LIMITS = {
-    "jsrt": ["198 images: every interval below is wide.",
+    "jsrt": ["198 images: every interval in this card is wide.",
              "One population (Japan, 1990s film digitised); not validated on modern digital "
              "radiographs, other populations or other scanners.",
              "Most JSRT PNGs carry black blanked-label rectangles: a model can learn such "

@@ -9,7 +9,8 @@ Why: on 2 CPU cores a fine-tuned network costs minutes an epoch, while the froze
 one dataset take about a minute once and the regression seconds a fold. The features are the
 network's own global-average-pooled last feature map (what its classifier reads), computed
 from the same preprocessing that prediction applies. They are cached in memory and on disk
-(``$LUNGCAD_CACHE_DIR/../features``, keyed by the file's identity, the preprocessing and the
+(``<cache>/features``, ``<cache>`` being ``$LUNGCAD_CACHE_DIR`` or ``~/.cache/lungcad``, as
+for ONNX exports; keyed by the file's identity, the preprocessing and the
 weights' sha256), so the folds of an experiment and its final model compute them once.
 
 Settings (config keys; every value fixed before any test fold is seen):
@@ -69,13 +70,17 @@ def _feature_file(image: Path, preprocessing) -> Path:
     import hashlib
     import json
 
-    from lungcad.data.cache import cache_dir, cache_key
+    import os
+
+    from lungcad.data.cache import cache_key
     from lungcad.models.efficientnet_lite import LITE0_WEIGHTS_SHA256
 
     ident = {"image": cache_key(image, preprocessing.size), "pre": preprocessing.to_dict(),
              "weights": LITE0_WEIGHTS_SHA256, "features": "lite0-pooled/1"}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    return cache_dir().parent / "features" / digest[:2] / f"{digest}.npy"
+    root = os.environ.get("LUNGCAD_CACHE_DIR")
+    cache = Path(root) if root else Path.home() / ".cache" / "lungcad"
+    return cache / "features" / digest[:2] / f"{digest}.npy"
 
 
 def _read_cached(file: Path) -> np.ndarray | None:
