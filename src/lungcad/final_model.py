@@ -88,8 +88,7 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
                 f"{meta['split']['n_folds']}-fold cross-validation ({len(oof)} images)")
 
     work = exp_dir / "final"
-    if work.exists():
-        shutil.rmtree(work)
+    shutil.rmtree(work / "fit", ignore_errors=True)  # an interrupted earlier fit
     log(f"final model: training ({options.trainer}) on all {len(every)} images into {work}")
     fit_fold = resolve_trainer(options.trainer)
     # the trainer's own threshold (chosen on its training images) is replaced below
@@ -104,7 +103,10 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
                    metrics={"n_train": len(every),
                             "cross_validation": _cv_metrics(report, meta, manifest)})
     card = model_card(spec, meta, report, manifest, command, exp_dir)
-    out = save_model_dir(work / "model", trained.network, spec, card)
+    # an earlier final model is replaced only once the new one is complete
+    staged = save_model_dir(work / "model.new", trained.network, spec, card)
+    shutil.rmtree(work / "model", ignore_errors=True)
+    out = staged.rename(work / "model")
     shutil.rmtree(work / "fit")
     return out
 

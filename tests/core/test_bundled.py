@@ -108,3 +108,12 @@ def test_demo_without_the_samples_says_what_to_install(tmp_path, monkeypatch, ca
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert "pip install pydicom-data" in err and "Traceback" not in err
+
+
+def test_serve_without_a_model_serves_the_bundled_ones(monkeypatch, capsys):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
+    assert main(["serve", "--threads", "1"]) == 0
+    assert sorted(calls[0].state.served) == sorted(SHIPPED)

@@ -14,7 +14,8 @@ network gives on that image replicated to three channels. EfficientNet-Lite was 
 inputs scaled as (x - 127) / 128, i.e. mean 0.5, std 0.5 for images in [0, 1].
 Options: ``pretrained`` (True / False: random initialisation, for fast tests),
 ``freeze_backbone`` (train only the head), ``weights_path`` + ``weights_sha256`` (another copy
-of the Lite0 weights).
+of the Lite0 weights), ``pooling`` (``avg``, the network's own global average, or ``max``:
+global max pooling, which keeps the strongest local response, e.g. one small nodule).
 """
 
 from __future__ import annotations
@@ -72,13 +73,20 @@ def build_lite0_backbone(in_channels: int = 1, pretrained: bool = True,
     return network
 
 
+POOLINGS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
+
+
 class EfficientNetLite0(nn.Module):
     def __init__(self, num_outputs: int = 1, in_channels: int = 1, pretrained: bool = True,
                  freeze_backbone: bool = False, weights_path: str | None = None,
-                 weights_sha256: str | None = None):
+                 weights_sha256: str | None = None, pooling: str = "avg"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise LungcadError(f"efficientnet-lite0: pooling must be one of {sorted(POOLINGS)}, "
+                               f"not {pooling!r}")
         self.backbone = build_lite0_backbone(in_channels, bool(pretrained), weights_path,
                                              weights_sha256)
+        self.backbone._avg_pooling = POOLINGS[pooling](1)  # the package's name for the pooling
         if freeze_backbone:
             freeze(self.backbone)
         self.backbone._fc = nn.Linear(self.backbone._fc.in_features, num_outputs)

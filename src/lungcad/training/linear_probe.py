@@ -16,6 +16,7 @@ weights' sha256), so the folds of an experiment and its final model compute them
 Settings (config keys; every value fixed before any test fold is seen):
 
 - ``image_size`` (224), ``threshold`` (binary tasks: ``youden``, chosen on ``val_paths``);
+- ``pooling``: ``avg`` (the network's own) or ``max`` (global max of the last feature map);
 - ``Cs`` (inverse regularisation strengths tried) and ``inner_folds`` (5): the strength is
   picked by an inner stratified cross-validation on the training part alone (log loss);
 - ``class_weight`` (``balanced`` or ``none``), ``seed`` (0), ``torch_threads`` (2).
@@ -33,6 +34,7 @@ from lungcad.errors import LungcadError
 ARCHITECTURE = "efficientnet-lite0"
 DEFAULTS: dict = {
     "image_size": 224,
+    "pooling": "avg",
     "Cs": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
     "inner_folds": 5,
     "class_weight": "balanced",
@@ -49,11 +51,12 @@ def _config(config: Mapping | None) -> dict:
     return {**DEFAULTS, **(dict(config) if config else {})}
 
 
-def base_network(num_classes: int):
+def base_network(num_classes: int, pooling: str = "avg"):
     """The ImageNet EfficientNet-Lite0 (one-channel stem) with a fresh classifier."""
     from lungcad.models.registry import create_model
 
-    return create_model(ARCHITECTURE, num_classes, pretrained=True, freeze_backbone=True)
+    return create_model(ARCHITECTURE, num_classes, pretrained=True, freeze_backbone=True,
+                        pooling=pooling)
 
 
 def pooled_features(network, batch: np.ndarray) -> np.ndarray:
@@ -66,7 +69,7 @@ def pooled_features(network, batch: np.ndarray) -> np.ndarray:
         return backbone._avg_pooling(x).flatten(start_dim=1).numpy()
 
 
-def _feature_file(image: Path, preprocessing) -> Path:
+def _feature_file(image: Path, preprocessing, pooling: str) -> Path:
     import hashlib
     import json
 
@@ -76,7 +79,7 @@ def _feature_file(image: Path, preprocessing) -> Path:
     from lungcad.models.efficientnet_lite import LITE0_WEIGHTS_SHA256
 
     ident = {"image": cache_key(image, preprocessing.size), "pre": preprocessing.to_dict(),
-             "weights": LITE0_WEIGHTS_SHA256, "features": "lite0-pooled/1"}
+             "weights": LITE0_WEIGHTS_SHA256, "features": f"lite0-{pooling}-pooled/1"}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
     root = os.environ.get("LUNGCAD_CACHE_DIR")
     cache = Path(root) if root else Path.home() / ".cache" / "lungcad"
@@ -99,7 +102,9 @@ def features_for(network, manifest, paths: Sequence[str], preprocessing,
     from lungcad.io import load_image
 
     network.eval()
-    files = {p: _feature_file(manifest.image_path(p), preprocessing) for p in dict.fromkeys(paths)}
+    pooling = type(network.backbone._avg_pooling).__name__
+    files = {p: _feature_file(manifest.image_path(p), preprocessing, pooling)
+             for p in dict.fromkeys(paths)}
     todo = []
     for p, file in files.items():
         if file not in _FEATURE_MEMO:
@@ -181,7 +186,7 @@ def fit_fold(manifest, train_paths: Sequence[str], val_paths: Sequence[str], tas
     if len(np.unique(y)) < len(task.classes):
         raise LungcadError(f"linear_probe: the training part lacks class(es) of {task.name}")
 
-    network = base_network(len(task.classes))
+    network = base_network(len(task.classes), str(cfg["pooling"]))
     batch = int(cfg["batch_size"])
     pipeline = fit_regression(features_for(network, manifest, train_paths, preprocessing,
                                            batch, log), y, cfg)
@@ -205,7 +210,8 @@ def fit_fold(manifest, train_paths: Sequence[str], val_paths: Sequence[str], tas
     spec = ModelSpec(name=cfg.get("name") or f"{task.name}-linear-probe-lite0",
                      architecture=ARCHITECTURE, task=task.name, classes=list(task.classes),
                      preprocessing=preprocessing, threshold=threshold, threshold_rule=rule,
-                     architecture_args={"pretrained": False, "freeze_backbone": True},
+                     architecture_args={"pretrained": False, "freeze_backbone": True,
+                                        "pooling": str(cfg["pooling"])},
                      modality=str(cfg.get("modality") or "ct"),
                      metrics={"n_train": len(train_paths), "n_val": len(val_paths),
                               "regression_C": strength})
@@ -214,7 +220,7 @@ def fit_fold(manifest, train_paths: Sequence[str], val_paths: Sequence[str], tas
                       "- Decision: the most probable class\n")
     card = (f"# {spec.name}\n\nResearch software, not a medical device. Not for diagnosis.\n\n"
             f"- Architecture: `{ARCHITECTURE}` ({size} px), ImageNet backbone frozen; its "
-            "classifier is a logistic regression on the pooled features\n"
+            f"classifier is a logistic regression on the {cfg['pooling']}-pooled features\n"
             f"- Trained on {len(train_paths)} images of `{manifest.root}` (C = {strength:g}, "
             "picked by inner cross-validation on the training images)\n" + threshold_line)
     return save_model_dir(Path(out_dir) / "model", network, spec, card)
