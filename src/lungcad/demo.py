@@ -24,6 +24,7 @@ SAMPLES = (
      "chest radiograph"),
     ("CT_small.dcm", "axial chest CT slice, 128 x 128, from the pydicom package", "ct"),
 )
+SAMPLE_PACKAGES = {"RG1_UNCI.dcm": "pydicom-data", "CT_small.dcm": "pydicom"}
 REPORT_FILE = "demo.html"
 DISCLAIMER = "Research software, not a medical device. Not for diagnosis."
 DISPLAY_SIDE = 384
@@ -40,8 +41,9 @@ def sample_path(name: str) -> Path:
     except (TypeError, ValueError, OSError):  # an older pydicom without ``download``
         found = None
     if not found:
+        package = SAMPLE_PACKAGES.get(name, "pydicom-data")
         raise LungcadError(f"the DICOM sample {name} is not installed; it comes with the "
-                           "package pydicom-data (pip install pydicom-data)")
+                           f"package {package} (pip install {package})")
     return Path(found)
 
 

@@ -45,10 +45,12 @@ LIMITS = {
     "iqothnccd": ["No patient ids: folds group exact and perceptual-hash near-duplicates only, "
                   "so slices of one patient can fall on both sides; the figures are an upper "
                   "bound, and their intervals (resampling images, not patients) too narrow.",
-                  "One centre, one scanner protocol; JPEG slices, not DICOM."],
+                  "One centre, one scanner protocol; JPEG slices, not DICOM.",
+                  "No lesion positions: where its heatmaps point cannot be scored."],
     "chest_ct_kaggle": ["Undocumented origin and no patient ids; duplicates grouped by pixel "
                         "hash and perceptual hash, but the scores are an upper bound.",
-                        "Slices of very different sizes and sources; not DICOM."],
+                        "Slices of very different sizes and sources; not DICOM.",
+                        "No lesion positions: where its heatmaps point cannot be scored."],
 }
 
 
@@ -102,6 +104,9 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
                    threshold_rule=rule, weights_base=base, architecture_args=args,
                    metrics={"n_train": len(every),
                             "cross_validation": _cv_metrics(report, meta, manifest)})
+    summary = json.loads((exp_dir / "summary.json").read_text())
+    if summary.get("localisation"):
+        spec.metrics["localisation_out_of_fold"] = _localisation(summary["localisation"])
     card = model_card(spec, meta, report, manifest, command, exp_dir)
     # an earlier final model is replaced only once the new one is complete
     staged = save_model_dir(work / "model.new", trained.network, spec, card)
@@ -166,6 +171,33 @@ def _protocol(meta: dict, dataset: str) -> str:
             "out-of-fold predictions")
 
 
+def _localisation(pooled: dict) -> dict:
+    """The experiment's out-of-fold heatmap scores against the known nodule positions."""
+    overall = pooled["overall"]
+    return {"n_nodule_images": overall["n"], "peak_hits": overall["peak_hit"]["hits"],
+            "peak_hit_rate": overall["peak_hit"]["rate"], "peak_hit_ci95": overall["peak_hit"]["ci95"],
+            "lung_share_mean": overall["lung_share_mean"],
+            "chance_peak_hit": overall["chance_peak_hit_mean"],
+            "margin_mm": pooled["settings"]["margin_mm"]}
+
+
+def _localisation_text(loc: dict | None) -> str:
+    if not loc:
+        return ""
+    lo, hi = loc["peak_hit_ci95"]
+    share = loc["lung_share_mean"]
+    lungs = ("" if share is None else f"; {share:.2f} of the saliency lies in the lung fields "
+             "(a flat map: about 0.31)")
+    return f"""## Where it looks
+
+Out of fold, each nodule image's Grad-CAM map was scored by the fold model that never trained
+on it: the map's peak lay within the nodule's radius plus {loc['margin_mm']:g} mm of its centre in
+{loc['peak_hits']} of {loc['n_nodule_images']} images, {loc['peak_hit_rate']:.2f} [{lo:.2f}, {hi:.2f}]
+(a random point in the lungs: {loc['chance_peak_hit']:.3f}){lungs}.
+
+"""
+
+
 def _relative(path: Path, cwd: str | None) -> str:
     try:
         return str(path.relative_to(Path(cwd))) if cwd else str(path)
@@ -224,7 +256,7 @@ the recipe on this dataset, not this exact model, and say nothing about patients
 |---|---|
 {rows}
 
-## Known limits
+{_localisation_text(spec.metrics.get("localisation_out_of_fold"))}## Known limits
 
 {limits}
 - The held-back part of the dataset has not scored this model yet.

@@ -107,7 +107,7 @@ def test_demo_without_the_samples_says_what_to_install(tmp_path, monkeypatch, ca
     monkeypatch.setattr(pydicom.data, "get_testdata_file", lambda *a, **k: None)
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
-    assert "pip install pydicom-data" in err and "Traceback" not in err
+    assert "pip install pydicom" in err and "Traceback" not in err
 
 
 def test_serve_without_a_model_serves_the_bundled_ones(monkeypatch, capsys):

@@ -40,7 +40,7 @@ def test_regression_becomes_one_linear_layer(n_classes):
 def _config(tmp_path, dataset, split, **extra):
     keys = {"trainer": "linear_probe", "dataset": str(dataset), "split": str(split),
             "task": "jsrt-malignant", "image_size": 64, "Cs": [0.1, 1.0], "inner_folds": 2,
-            "threshold": "youden", "modality": "chest radiograph", **extra}
+            "threshold": "youden", "modality": "chest radiograph", "localisation": True, **extra}
     path = tmp_path / "probe.yaml"
     path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in keys.items()))
     return path
@@ -97,6 +97,9 @@ def test_final_model_card_holds_the_cross_validated_figures(probed):
     assert "research software, not a medical device" in card.lower()
     assert f"| roc_auc | {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}] |" in card
     assert "--final --name probe-final" in card
+    loc = json.loads((probed["out"] / "summary.json").read_text())["localisation"]["overall"]
+    assert "## Where it looks" in card
+    assert f"\n{loc['peak_hit']['hits']} of {loc['n']} images" in card
 
 
 def test_final_model_predicts_as_its_regression(probed):

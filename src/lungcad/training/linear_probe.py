@@ -72,7 +72,6 @@ def pooled_features(network, batch: np.ndarray) -> np.ndarray:
 def _feature_file(image: Path, preprocessing, pooling: str) -> Path:
     import hashlib
     import json
-
     import os
 
     from lungcad.data.cache import cache_key
@@ -89,7 +88,7 @@ def _feature_file(image: Path, preprocessing, pooling: str) -> Path:
 def _read_cached(file: Path) -> np.ndarray | None:
     try:
         return np.load(file)
-    except (OSError, ValueError):  # absent, or a damaged entry: compute it again
+    except (OSError, ValueError, EOFError):  # absent, or a damaged entry: compute it again
         return None
 
 
