@@ -112,8 +112,9 @@ def _load_preprocessed(manifest, paths: Sequence[str], size: int) -> list[np.nda
 
 
 FEATURE_KEYS = ("f8", "f16", "f8_flip", "f16_flip")
-# frozen features of this process's images, by (dataset folder, path, size): the folds of one
-# experiment share them (the frozen part is the ImageNet network, the same in every fold)
+# frozen features of this process's images, by (dataset folder, path, size, frozen weights):
+# the folds of one experiment share them (the frozen part is the same ImageNet network in every
+# fold); the stem's weight sum tells a pretrained network from a randomly initialised one
 _MEMO: dict[tuple, dict] = {}
 
 
@@ -122,7 +123,8 @@ def _features_for(network, manifest, paths: Sequence[str], size: int,
     if feature_cache is not None and all(p in feature_cache for p in paths):
         return {k: np.stack([np.asarray(feature_cache[p][k], np.float32) for p in paths])
                 for k in FEATURE_KEYS}
-    key = lambda p: (str(manifest.root), p, size)  # noqa: E731
+    stem = float(next(network.parameters()).detach().double().sum())
+    key = lambda p: (str(manifest.root), p, size, stem)  # noqa: E731
     todo = [p for p in dict.fromkeys(paths) if key(p) not in _MEMO]
     if todo:
         new = frozen_features(network, _load_preprocessed(manifest, todo, size))
