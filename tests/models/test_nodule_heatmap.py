@@ -139,3 +139,20 @@ def test_fit_fold_refuses_tasks_it_cannot_train(tmp_path):
     with pytest.raises(LungcadError, match="trains only"):
         fit_fold(tmp_path / "data", paths[:4], paths[4:], "jsrt-3class", tmp_path / "run",
                  {"model_args": {"pretrained": False}})
+
+
+def test_frozen_features_are_memoised_per_network_weights(tmp_path):
+    from lungcad.data.manifest import Manifest
+    from lungcad.training import nodule_heatmap
+
+    paths = _synthetic_jsrt(tmp_path / "data", n=4)
+    manifest = Manifest.load(tmp_path / "data")
+    networks = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        networks.append(create_model("nodule-heatmap-lite0", 2, pretrained=False, head_channels=8))
+    first = nodule_heatmap._features_for(networks[0], manifest, paths, 64, None)
+    again = nodule_heatmap._features_for(networks[0], manifest, paths[::-1], 64, None)
+    np.testing.assert_array_equal(again["f16"], first["f16"][::-1])  # memo, in the asked order
+    other = nodule_heatmap._features_for(networks[1], manifest, paths, 64, None)
+    assert not np.allclose(other["f16"], first["f16"])  # another network: not the memo's
