@@ -72,7 +72,10 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
         raise LungcadError("no bundled models are installed (src/lungcad/bundled is empty)")
     out = Path(out_dir)
     figures = out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
+    try:
+        figures.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LungcadError(f"cannot create the demo folder {out}: {exc.strerror or exc}") from None
     results: list[DemoResult] = []
     for name in names:
         model = load_model(name)

@@ -117,3 +117,11 @@ def test_serve_without_a_model_serves_the_bundled_ones(monkeypatch, capsys):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
     assert main(["serve", "--threads", "1"]) == 0
     assert sorted(calls[0].state.served) == sorted(SHIPPED)
+
+
+def test_demo_into_an_unusable_folder_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    assert main(["demo", "--out", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lungcad demo: error: cannot create the demo folder")
+    assert len(err.splitlines()) == 1
