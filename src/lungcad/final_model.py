@@ -107,7 +107,7 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
     summary = json.loads((exp_dir / "summary.json").read_text())
     if summary.get("localisation"):
         spec.metrics["localisation_out_of_fold"] = _localisation(summary["localisation"])
-    card = model_card(spec, meta, report, manifest, command, exp_dir)
+    card = model_card(spec, meta, manifest, command, exp_dir)
     # an earlier final model is replaced only once the new one is complete
     staged = save_model_dir(work / "model.new", trained.network, spec, card)
     shutil.rmtree(work / "model", ignore_errors=True)
@@ -211,8 +211,7 @@ def _fmt_metric(entry: dict) -> str:
     return f"{entry['value']:.3f}{interval}"
 
 
-def model_card(spec, meta: dict, report: dict, manifest, command: str | None,
-               exp_dir: Path) -> str:
+def model_card(spec, meta: dict, manifest, command: str | None, exp_dir: Path) -> str:
     dataset = Path(str(manifest.root)).name
     cv = spec.metrics["cross_validation"]
     boot = cv.get("bootstrap", {})

@@ -204,8 +204,7 @@ def fit_fold(manifest, train_paths: Sequence[str], val_paths: Sequence[str], tas
         threshold = float(choose_threshold(np.asarray(task.class_index(val_rows["label"])),
                                            val_probs, cfg["threshold"]))
         rule = str(cfg["threshold"])
-    chosen_c = pipeline[-1].C_
-    strength = float(np.ravel(chosen_c)[0])
+    strength = float(np.ravel(pipeline[-1].C_)[0])
     spec = ModelSpec(name=cfg.get("name") or f"{task.name}-linear-probe-lite0",
                      architecture=ARCHITECTURE, task=task.name, classes=list(task.classes),
                      preprocessing=preprocessing, threshold=threshold, threshold_rule=rule,
