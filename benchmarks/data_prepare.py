@@ -54,7 +54,8 @@ def write_sources(folder: Path, count: int) -> list[Path]:
     import pandas as pd
 
     from lungcad.io import load_image
-    from lungcad.io.jsrt import JSRT_SIZE, write_jsrt_raw
+    from lungcad.data.jsrt_geometry import JSRT_MATRIX
+    from lungcad.io.jsrt import write_jsrt_raw
     from lungcad.preprocess import resize_area
 
     labels = pd.read_csv(SHARED / "jsrt" / "labels.csv", dtype=str, keep_default_na=False)
@@ -63,7 +64,7 @@ def write_sources(folder: Path, count: int) -> list[Path]:
     for i in range(count):
         source = labels.iloc[i % len(labels)]
         stem = Path(source["path"]).stem if i < len(labels) else f"BENCH{i:03d}"
-        image = resize_area(load_image(SHARED / "jsrt" / source["path"]).array, JSRT_SIZE)
+        image = resize_area(load_image(SHARED / "jsrt" / source["path"]).array, JSRT_MATRIX)
         files.append(write_jsrt_raw(np_clip01(image), folder / f"{stem}.IMG"))
         rows.append({"study_id": f"{stem}.IMG", "subtlety": source["subtlety"],
                      "size": source["size_mm"], "age": source["age"], "gender": source["sex"],

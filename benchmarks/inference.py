@@ -50,9 +50,9 @@ def parse_args() -> argparse.Namespace:
 def build(architecture: str, folder: Path, threads: int):
     import torch
 
-    from lungcad.export import load_onnx_model
     from lungcad.export.onnx_export import export_onnx
-    from lungcad.inference import ModelSpec, load_model, save_model_dir
+    from lungcad.inference import load_model
+    from lungcad.model_dir import ModelSpec, save_model_dir
     from lungcad.models import create_model, model_info
     from lungcad.preprocess import Preprocessing
 
@@ -69,7 +69,7 @@ def build(architecture: str, folder: Path, threads: int):
     started = time.perf_counter()
     report = export_onnx(eager, folder / f"{architecture}.onnx")
     export_s = time.perf_counter() - started
-    return eager, load_onnx_model(report.path, threads=threads), report, export_s
+    return eager, load_model(report.path, runtime="onnx", threads=threads), report, export_s
 
 
 def alternate(calls: dict, batch: np.ndarray, min_calls: int, budget_s: float,

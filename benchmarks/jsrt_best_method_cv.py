@@ -55,7 +55,7 @@ def folds_for(manifest, split_path: str | None, n_folds: int = 10) -> list[dict]
 
 
 def feature_cache(manifest, size: int, cache_file: str | None) -> dict:
-    from lungcad.models.registry import create_model
+    from lungcad.models import create_model
     from lungcad.training.nodule_heatmap import ARCHITECTURE, _load_preprocessed, frozen_features
 
     if cache_file and Path(cache_file).is_file():
@@ -90,13 +90,15 @@ def main() -> None:
 
     from lungcad.data.manifest import Manifest
     from lungcad.data.tasks import get_task
-    from lungcad.training.nodule_heatmap import _config, fit_fold_tasks
+    from lungcad.data.splits import FoldView
+    from lungcad.training.fit import finish
+    from lungcad.training.nodule_heatmap import DEFAULTS, train_tasks
 
     config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     for item in args.set:
         key, value = item.split("=", 1)
         config[key] = yaml.safe_load(value)
-    cfg = _config(config)
+    cfg = {**DEFAULTS, **config, "model_args": {**DEFAULTS["model_args"], **config.get("model_args", {})}}
     torch.set_num_threads(int(cfg["torch_threads"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,9 +110,14 @@ def main() -> None:
     rows: dict[str, list] = {t: [] for t in TASKS}
     for f in folds:
         tf = time.time()
-        res = fit_fold_tasks(manifest, f["train"], f["val"], TASKS, out / "runs" / f"fold{f['fold']}",
-                             config, feature_cache=cache, score_paths=f["test"],
-                             log=lambda m: print(f"  fold {f['fold']} {m}", flush=True))
+        res = train_tasks(manifest, f["train"], f["val"], TASKS, config, feature_cache=cache,
+                          score_paths=f["test"],
+                          log=lambda m: print(f"  fold {f['fold']} {m}", flush=True))
+        for name in TASKS:  # threshold on the fold's validation part, model directory written
+            view = FoldView(manifest, get_task(name), f["fold"], len(folds), tuple(f["train"]),
+                            tuple(f["val"]), tuple(f["test"]))
+            res[name] = finish(res[name], view, out / "runs" / f"fold{f['fold']}" / name,
+                               str(cfg["threshold"]))
         test_rows = manifest.rows_for(f["test"])
         for name in TASKS:
             task = get_task(name)

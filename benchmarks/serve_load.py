@@ -86,7 +86,7 @@ def machine() -> str:
 def default_model(folder: Path) -> Path:
     import torch
 
-    from lungcad.inference import ModelSpec, save_model_dir
+    from lungcad.model_dir import ModelSpec, save_model_dir
     from lungcad.models import create_model, model_info
     from lungcad.preprocess import Preprocessing
 
@@ -194,14 +194,14 @@ async def load(url: str, payload: bytes, name: str, clients: int, seconds: float
 def main() -> int:
     import torch
 
-    from lungcad.serving.loading import load_serving_model
+    from lungcad import load_model
 
     args = parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="lungcad-serve-load-") as tmp:
         model_dir = Path(args.model) if args.model else default_model(Path(tmp))
         image = Path(args.image) if args.image else default_image(Path(tmp))
-        model = load_serving_model(model_dir, args.runtime, args.threads)
+        model = load_model(model_dir, args.runtime, args.threads)
         payload = image.read_bytes()
         print(f"machine: {machine()}")
         print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")

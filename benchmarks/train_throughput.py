@@ -103,13 +103,14 @@ def write_setup(folder: Path, args: argparse.Namespace) -> Path:
 def fold_datasets(setup: dict):
     from lungcad.models import model_info
     from lungcad.preprocess import Preprocessing
-    from lungcad.training.data import ImageDataset, load_fold
+    from lungcad.data.splits import load_fold
+    from lungcad.training.data import ImageDataset
 
     info = model_info(ARCHITECTURE)
     fold = load_fold(setup["dataset"], setup["split"], TASK, 0)
     prep = Preprocessing(SIZE, info.in_channels, info.mean, info.std)
-    return (ImageDataset(fold.manifest, fold.train_paths, fold.train_labels, prep),
-            ImageDataset(fold.manifest, fold.val_paths, fold.val_labels, prep))
+    return (ImageDataset(fold.manifest, list(fold.train), fold.labels("train"), prep),
+            ImageDataset(fold.manifest, list(fold.val), fold.labels("val"), prep))
 
 
 # ---------------------------------------------------------------------------------------------

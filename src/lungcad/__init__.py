@@ -1,26 +1,29 @@
 """lungcad: find signs of lung cancer in chest radiographs and lung CT slices.
 
 Research software, not a medical device.
+
+``lungcad.load_model(name_or_path, runtime="torch", threads=None)`` loads a model (the one
+loader: :func:`lungcad.inference.load_model`); ``lungcad.bundled_models()`` names the models
+shipped inside the package. Both are imported on first use, so ``import lungcad`` stays light.
 """
 
 from lungcad.errors import LungcadError
-
-__version__ = "0.1.0"
+from lungcad.version import __version__
 
 __all__ = ["LungcadError", "__version__", "bundled_models", "load_model"]
 
 
-def load_model(name_or_path: str):
-    """A bundled model by name (see :func:`bundled_models`), a model directory or a training run
-    folder, loaded: a :class:`lungcad.inference.LungModel` with ``predict(image_or_path)``,
-    ``predict_proba(images)`` and ``explain(image_or_path)``."""
-    from lungcad.inference import load_model as _load
+def __getattr__(name: str):
+    if name == "load_model":
+        from lungcad.inference import load_model
 
-    return _load(name_or_path)
+        return load_model
+    if name == "bundled_models":
+        from lungcad.model_dir import bundled_models
+
+        return bundled_models
+    raise AttributeError(f"module 'lungcad' has no attribute {name!r}")
 
 
-def bundled_models() -> list[str]:
-    """Names of the models shipped inside the package."""
-    from lungcad.inference import bundled_models as _bundled
-
-    return _bundled()
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

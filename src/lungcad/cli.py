@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from lungcad import __version__
+from lungcad.version import __version__
 from lungcad.errors import LungcadError
 
 # Order here is the order `lungcad --help` lists the verbs.

@@ -16,7 +16,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from lungcad.disclaimer import DISCLAIMER
 from lungcad.errors import LungcadError
+from lungcad.version import __version__
 
 # (file, what it is, the modality of the models that read it)
 SAMPLES = (
@@ -26,7 +28,6 @@ SAMPLES = (
 )
 SAMPLE_PACKAGES = {"RG1_UNCI.dcm": "pydicom-data", "CT_small.dcm": "pydicom"}
 REPORT_FILE = "demo.html"
-DISCLAIMER = "Research software, not a medical device. Not for diagnosis."
 DISPLAY_SIDE = 384
 
 
@@ -64,7 +65,8 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
              log: Callable[[str], None] = print) -> Path:
     """Run ``models`` (default: every bundled model) on the samples; return the HTML page."""
     from lungcad.explain import Explainer
-    from lungcad.inference import bundled_models, load_model, resolve_model_dir
+    from lungcad.inference import load_model
+    from lungcad.model_dir import bundled_models, resolve_model_dir
     from lungcad.io import load_image
 
     names = list(models) if models else bundled_models()
@@ -128,8 +130,6 @@ def _embedded_png(path: Path) -> str:
 
 
 def render_page(results: Sequence[DemoResult]) -> str:
-    from lungcad import __version__
-
     rows = []
     for r in results:
         probs = "<br>".join(f"{html.escape(c)}: {p:.3f}" for c, p in r.probabilities.items())

@@ -1,270 +1,56 @@
-"""A model is a directory: weights, the exact preprocessing, label names, decision threshold, card.
+"""Load a model to run it: :func:`load_model`, the one loader (``lungcad.load_model`` is this
+function), for both runtimes.
 
-Files in a model directory:
+A model is named by a model directory, a training run folder or a bundled model's name
+(:func:`~lungcad.model_dir.resolve_model_dir`), or, for ONNX Runtime, an ``.onnx`` file written
+by ``lungcad export``. Either runtime gives a :class:`~lungcad.model_dir.LungModel` (``spec``,
+``classes``, ``predict``, ``predict_proba``, ``decide``; ``explain`` on PyTorch only).
 
-- ``model.json``: ``format`` ("lungcad-model/1"), ``name``, ``architecture`` (a registered model),
-  ``architecture_args``, ``task``, ``classes`` (binary: negative first, positive last),
-  ``threshold`` (probability of the positive class at or above which the verdict is positive;
-  ``null`` for multi-class, which takes the most probable class), ``threshold_rule`` (how it was
-  chosen), ``preprocessing`` (:class:`~lungcad.preprocess.Preprocessing` fields), ``modality``,
-  ``lungcad_version``, and optional ``metrics``.
-- ``weights.pt``: the network's state dict (loaded with ``weights_only=True``). With
-  ``weights_base`` ``"pretrained"`` in model.json it holds only the tensors that differ from the
-  architecture's pretrained weights (which install offline with their package, checked by sha256);
-  that keeps the bundled models small. Otherwise (``"none"``) it holds every tensor.
-- ``MODEL_CARD.md``: optional, shown by the web page.
-
-Whatever reads a model needs nothing else to reproduce its output.
+The model directory format itself (``ModelSpec``, ``save_model_dir``, ``LungModel``, ...) lives
+in :mod:`lungcad.model_dir`.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
-import numpy as np
-
-from lungcad.atomic import atomic_write
 from lungcad.errors import LungcadError
-from lungcad.preprocess import Preprocessing
+from lungcad.model_dir import LungModel, read_model_dir, resolve_model_dir
 
-MODEL_FORMAT = "lungcad-model/1"
-SPEC_FILE = "model.json"
-WEIGHTS_FILE = "weights.pt"
-CARD_FILE = "MODEL_CARD.md"
-BUNDLED_DIR = Path(__file__).parent / "bundled"
-WEIGHTS_BASES = ("none", "pretrained")
+RUNTIMES = ("torch", "onnx")
+
+__all__ = ["RUNTIMES", "load_model"]
 
 
-@dataclass
-class ModelSpec:
-    name: str
-    architecture: str
-    task: str
-    classes: list[str]
-    preprocessing: Preprocessing
-    threshold: float | None = None
-    threshold_rule: str = "default 0.5"
-    architecture_args: dict = field(default_factory=dict)
-    modality: str = "unknown"
-    metrics: dict = field(default_factory=dict)
-    version: str = "1"
-    weights_base: str = "none"
+def load_model(name_or_path: str | Path, runtime: str = "torch",
+               threads: int | None = None) -> LungModel:
+    """A bundled model by name (see :func:`bundled_models`), a model directory or a training run
+    folder, loaded: a :class:`~lungcad.model_dir.LungModel` with ``predict(image_or_path)``,
+    ``predict_proba(images)`` and ``explain(image_or_path)``.
 
-    def to_dict(self) -> dict:
-        from lungcad import __version__
+    ``runtime``: ``torch`` (default) runs the PyTorch network; ``onnx`` runs the forward pass on
+    ONNX Runtime (no saliency maps): ``name_or_path`` may then also be an exported ``.onnx``
+    file, and a model directory is read through its own ``model.onnx`` or exported on the fly,
+    checked and cached (see :mod:`lungcad.export.onnx_runtime`).
 
-        return {
-            "format": MODEL_FORMAT, "name": self.name, "version": self.version,
-            "architecture": self.architecture, "architecture_args": self.architecture_args,
-            "task": self.task, "classes": list(self.classes), "threshold": self.threshold,
-            "threshold_rule": self.threshold_rule, "preprocessing": self.preprocessing.to_dict(),
-            "modality": self.modality, "metrics": self.metrics, "lungcad_version": __version__,
-            "weights_base": self.weights_base,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str = "model.json") -> "ModelSpec":
-        if d.get("format") != MODEL_FORMAT:
-            raise LungcadError(f"{source}: not a lungcad model (format {d.get('format')!r}, "
-                               f"expected {MODEL_FORMAT!r})")
-        try:
-            spec = cls(name=d["name"], architecture=d["architecture"], task=d["task"],
-                       classes=list(d["classes"]),
-                       preprocessing=Preprocessing.from_dict(d["preprocessing"]),
-                       threshold=d.get("threshold"), threshold_rule=d.get("threshold_rule", ""),
-                       architecture_args=d.get("architecture_args", {}),
-                       modality=d.get("modality", "unknown"), metrics=d.get("metrics", {}),
-                       version=str(d.get("version", "1")),
-                       weights_base=str(d.get("weights_base", "none")))
-        except KeyError as exc:
-            raise LungcadError(f"{source}: missing field {exc}") from None
-        if spec.weights_base not in WEIGHTS_BASES:
-            raise LungcadError(f"{source}: weights_base {spec.weights_base!r} is not one of "
-                               f"{', '.join(WEIGHTS_BASES)}")
-        return spec
-
-    @property
-    def binary(self) -> bool:
-        return len(self.classes) == 2
+    ``threads``: ONNX Runtime's intra-op threads (default: its own choice). PyTorch's threads
+    are process-wide (``torch.set_num_threads``), so the torch runtime leaves them as they are.
+    """
+    if runtime not in RUNTIMES:
+        raise LungcadError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "onnx":
+        return _load_onnx(name_or_path, threads)
+    return read_model_dir(resolve_model_dir(name_or_path))
 
 
-@dataclass
-class Prediction:
-    probabilities: dict[str, float]
-    label: str
-    threshold: float | None
-
-    def verdict(self) -> str:
-        probs = ", ".join(f"{k} {v:.3f}" for k, v in self.probabilities.items())
-        rule = f" (threshold {self.threshold:.3f})" if self.threshold is not None else ""
-        return f"{self.label}{rule}: {probs}"
-
-
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """torch.save through a temporary file and a rename, so a crash never leaves half a file."""
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write(Path(path), buf.getvalue())
-
-
-def save_model_dir(path: str | Path, network, spec: ModelSpec, card: str | None = None) -> Path:
-    """Write a model directory; with ``spec.weights_base`` "pretrained", weights.pt keeps only
-    the tensors that differ from the pretrained network (loading gives ``network`` back)."""
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    state = (changed_tensors(network, build_network(spec)) if spec.weights_base == "pretrained"
-             else network.state_dict())
-    atomic_torch_save(state, out / WEIGHTS_FILE)
-    atomic_write(out / SPEC_FILE, json.dumps(spec.to_dict(), indent=2).encode())
-    if card is not None:
-        atomic_write(out / CARD_FILE, card.encode())
-    return out
-
-
-def bundled_models() -> list[str]:
-    if not BUNDLED_DIR.is_dir():
-        return []
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / SPEC_FILE).is_file())
-
-
-def resolve_model_dir(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if (path / SPEC_FILE).is_file():
-        return path
-    if (path / "model" / SPEC_FILE).is_file():  # a training run folder
-        return path / "model"
-    if str(name_or_path) in bundled_models():
-        return BUNDLED_DIR / str(name_or_path)
-    known = ", ".join(bundled_models()) or "none installed"
-    raise LungcadError(f"{name_or_path}: not a model directory (no {SPEC_FILE}), a run folder, "
-                       f"or a bundled model name (bundled: {known})")
-
-
-class LungModel:
-    """A loaded model: preprocessing, network and decision rule together."""
-
-    def __init__(self, spec: ModelSpec, network, directory: Path | None = None):
-        self.spec = spec
-        self.network = network.eval()
-        self.directory = directory
-
-    @property
-    def classes(self) -> list[str]:
-        return self.spec.classes
-
-    @property
-    def card(self) -> str:
-        if self.directory is not None and (self.directory / CARD_FILE).is_file():
-            return (self.directory / CARD_FILE).read_text()
-        return ""
-
-    def prepare(self, image: np.ndarray, source: str = "image") -> np.ndarray:
-        return self.spec.preprocessing.apply(image, source)
-
-    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N, C) for preprocessed inputs (N, channels, size, size)."""
-        import torch
-
-        from lungcad.models.registry import logits_to_probs
-
-        with torch.inference_mode():
-            logits = self.network(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-            return logits_to_probs(logits.float()).numpy()
-
-    def predict_proba(self, images: Sequence[np.ndarray], batch_size: int = 16,
-                      sources: Sequence[str] | None = None) -> np.ndarray:
-        out = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            names = sources[start:start + batch_size] if sources else ["image"] * len(chunk)
-            out.append(self.predict_batch(np.stack([self.prepare(im, n) for im, n in zip(chunk, names)])))
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
-
-    def decide(self, probs: np.ndarray) -> list[str]:
-        probs = np.atleast_2d(probs)
-        if self.spec.binary:
-            t = 0.5 if self.spec.threshold is None else self.spec.threshold
-            return [self.classes[1] if p >= t else self.classes[0] for p in probs[:, 1]]
-        return [self.classes[i] for i in probs.argmax(axis=1)]
-
-    def predict(self, image) -> Prediction:
-        """Predict one image: a path, or an array as :func:`lungcad.io.load_image` returns."""
-        if isinstance(image, (str, Path)):
-            from lungcad.io import load_image
-
-            array, source = load_image(image).array, str(image)
-        else:
-            array, source = np.asarray(image, dtype=np.float32), "image"
-        probs = self.predict_proba([array], sources=[source])[0]
-        return Prediction({c: float(p) for c, p in zip(self.classes, probs)},
-                          self.decide(probs)[0], self.spec.threshold if self.spec.binary else None)
-
-    def predict_many(self, images: Iterable) -> list[Prediction]:
-        return [self.predict(im) for im in images]
-
-    def explain(self, image, method: str = "gradcam", target_class: str | None = None) -> np.ndarray:
-        """Saliency map of one image (a path, or an array as ``load_image`` returns): 2-D float32
-        in [0, 1] at the image's shape; see :func:`lungcad.explain.saliency_map`."""
-        from lungcad.explain import saliency_map
-
-        if isinstance(image, (str, Path)):
-            from lungcad.io import load_image
-
-            image = load_image(image).array
-        return saliency_map(self, np.asarray(image, dtype=np.float32), method, target_class)
-
-
-def build_network(spec: ModelSpec):
-    """The untrained network of ``spec``; with ``weights_base`` "pretrained", its pretrained
-    weights loaded (the tensors that weights.pt holds replace theirs)."""
-    from lungcad.models.registry import create_model
-
-    args = dict(spec.architecture_args)
-    if spec.weights_base == "pretrained":
-        args["pretrained"] = True
-    return create_model(spec.architecture, num_classes=len(spec.classes),
-                        in_channels=spec.preprocessing.channels, **args)
-
-
-def changed_tensors(network, base) -> dict:
-    """The entries of ``network``'s state dict that differ from ``base``'s (same architecture)."""
-    import torch
-
-    reference = base.state_dict()
-    return {k: v for k, v in network.state_dict().items()
-            if k not in reference or reference[k].shape != v.shape
-            or not torch.equal(reference[k], v)}
-
-
-def load_model(name_or_path: str | Path) -> LungModel:
-    import torch
-
-    directory = resolve_model_dir(name_or_path)
+def _load_onnx(name_or_path: str | Path, threads: int | None) -> LungModel:
     try:
-        spec = ModelSpec.from_dict(json.loads((directory / SPEC_FILE).read_text()),
-                                   str(directory / SPEC_FILE))
-    except json.JSONDecodeError as exc:
-        raise LungcadError(f"{directory / SPEC_FILE}: not valid JSON ({exc})") from None
-    network = build_network(spec)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise LungcadError(f"{directory}: no {WEIGHTS_FILE}")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        if spec.weights_base == "pretrained":
-            unexpected = network.load_state_dict(state, strict=False).unexpected_keys
-            if unexpected:
-                raise KeyError(f"tensors the network does not have: {unexpected[:3]}")
-        else:
-            network.load_state_dict(state)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError, KeyError) as exc:
-        raise LungcadError(f"{weights}: cannot load the weights ({str(exc).splitlines()[0]})") from None
-    return LungModel(spec, network, directory)
+        from lungcad.export.onnx_runtime import onnx_model_for_dir, read_onnx_file
+
+        path = Path(name_or_path)
+        if path.suffix.lower() == ".onnx" or path.is_file():
+            return read_onnx_file(path, threads)
+        return onnx_model_for_dir(resolve_model_dir(name_or_path), threads)
+    except ImportError as error:  # onnxruntime, onnx or lungcad.export missing here
+        raise LungcadError(f"--runtime onnx needs ONNX Runtime, which cannot be imported here "
+                           f"({error}); install onnxruntime, or use --runtime torch") from None

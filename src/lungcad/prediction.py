@@ -1,5 +1,8 @@
 """The library side of ``lungcad predict``: find the images, predict them in batches, write rows.
 
+(One image at a time, in memory: :meth:`lungcad.model_dir.LungModel.predict`. Loading a model,
+either runtime: :func:`lungcad.load_model`.)
+
 A predictions table (see :mod:`lungcad.evaluation.predictions`) has one row per image:
 
 - ``path``: the manifest's ``path`` for dataset input (so it joins with labels.csv and split
@@ -27,16 +30,14 @@ import numpy as np
 import pandas as pd
 
 from lungcad.atomic import atomic_write
+from lungcad.disclaimer import SHORT_DISCLAIMER
 from lungcad.errors import LungcadError
 from lungcad.io import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # pragma: no cover
     from lungcad.data.manifest import Manifest
-    from lungcad.data.splits import Split
     from lungcad.data.tasks import Task
 
-DISCLAIMER = "research software, not a medical device"
-RUNTIMES = ("torch", "onnx")
 # Never images, and too common in dataset folders to note one by one.
 _QUIET_SKIPS = frozenset({".csv", ".json", ".md", ".txt", ".yaml", ".yml"})
 PROGRESS_MIN_IMAGES = 64
@@ -60,7 +61,9 @@ class PredictionInput:
 
 
 @dataclass
-class PredictionResult:
+class BatchPredictions:
+    """What :func:`predict_input` gives: the predictions table and the images that failed."""
+
     table: pd.DataFrame                              # one row per image predicted
     failures: list[tuple[str, str]]                  # (path, message) of images that failed
     probabilities: np.ndarray                        # (rows, classes), the table's prob_ columns
@@ -68,28 +71,6 @@ class PredictionResult:
 
 # ---------------------------------------------------------------------------------------------
 # models
-
-def load_runtime_model(name_or_path: str | Path, runtime: str = "torch"):
-    """A model for prediction: a model directory, training run folder or bundled model name,
-    run with PyTorch (``torch``) or ONNX Runtime (``onnx``, from ``lungcad export``).
-
-    Both give an object with ``spec``, ``classes``, ``predict_proba(arrays, batch_size,
-    sources)`` and ``decide(probs)``.
-    """
-    if runtime == "torch":
-        from lungcad.inference import load_model
-
-        return load_model(name_or_path)
-    if runtime == "onnx":
-        try:
-            from lungcad.export.onnx_runtime import load_onnx_model
-        except ImportError as exc:
-            raise LungcadError(
-                "--runtime onnx needs lungcad.export.onnx_runtime, which this installation lacks "
-                f"({exc}); use --runtime torch") from None
-        return load_onnx_model(name_or_path)
-    raise LungcadError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-
 
 def model_label(model) -> str:
     """``name@version``, the ``model`` column's value."""
@@ -111,7 +92,8 @@ def model_task(model) -> "Task":
 
 def _is_image_file(path: Path) -> bool:
     """Known image ending, or (no or another ending) content a reader recognises."""
-    from lungcad.io.dispatch import JSRT_RAW_BYTES, sniff_format
+    from lungcad.io import sniff_format
+    from lungcad.io.jsrt import JSRT_BYTES
 
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
@@ -119,7 +101,7 @@ def _is_image_file(path: Path) -> bool:
     if suffix in _QUIET_SKIPS:
         return False
     try:
-        if path.stat().st_size == JSRT_RAW_BYTES:
+        if path.stat().st_size == JSRT_BYTES:
             return True
         with path.open("rb") as f:
             head = f.read(132)
@@ -206,37 +188,21 @@ def dataset_input(manifest: "Manifest", task: "Task", paths: Sequence[str] | Non
                            metadata=metadata, fold=fold, notes=notes)
 
 
-def split_paths(split: "Split", manifest: "Manifest", split_path: Path, part: str,
+def split_paths(manifest: "Manifest", split_path: Path, task: "Task", part: str,
                 fold: int | None) -> tuple[list[str], int]:
-    """The manifest paths of one part of one fold, after checking the split suits the dataset."""
-    from lungcad.data.splits import PARTS
+    """The manifest paths of one part of one fold, as the split file lists them, after
+    :func:`lungcad.data.splits.load_fold` has checked the split against the dataset."""
+    from lungcad.data.splits import PARTS, load_fold, load_split
 
     if part not in PARTS:
         raise LungcadError(f"--part must be one of {', '.join(PARTS)}, not {part!r}")
-    check_split_matches(split, manifest, split_path)
     if fold is None:
-        if split.n_folds > 1:
-            raise LungcadError(f"{split_path} has {split.n_folds} folds: pass --fold K "
-                               f"(0 to {split.n_folds - 1}) to say which fold's {part} part")
+        n_folds = load_split(split_path).n_folds
+        if n_folds > 1:
+            raise LungcadError(f"{split_path} has {n_folds} folds: pass --fold K "
+                               f"(0 to {n_folds - 1}) to say which fold's {part} part")
         fold = 0
-    if not 0 <= fold < split.n_folds:
-        raise LungcadError(f"fold {fold} does not exist in {split_path} "
-                           f"(folds 0 to {split.n_folds - 1})")
-    return list(split.part(fold, part)), fold
-
-
-def check_split_matches(split: "Split", manifest: "Manifest", split_path: Path) -> None:
-    """Refuse a split file made for another labels.csv (its paths or labels may differ)."""
-    import json
-
-    wanted = getattr(split, "manifest_sha256", None)
-    if wanted is None:
-        wanted = json.loads(Path(split_path).read_text()).get("manifest_sha256")
-    if wanted and wanted != manifest.sha256():
-        raise LungcadError(
-            f"{split_path} was made for a labels.csv with sha256 {wanted[:12]}..., but "
-            f"{manifest.root / 'labels.csv'} has {manifest.sha256()[:12]}...; use the split made "
-            "for this dataset (lungcad data split)")
+    return load_fold(manifest, split_path, task, fold).raw_part(part), fold
 
 
 def collect_input(inputs: Sequence[str | Path], task: "Task", *, split_path: Path | None = None,
@@ -254,9 +220,7 @@ def collect_input(inputs: Sequence[str | Path], task: "Task", *, split_path: Pat
         manifest = Manifest.load(datasets[0])
         if split_path is None:
             return dataset_input(manifest, task)
-        from lungcad.data.splits import load_split
-
-        paths, fold = split_paths(load_split(split_path), manifest, split_path, part, fold)
+        paths, fold = split_paths(manifest, split_path, task, part, fold)
         return dataset_input(manifest, task, paths, fold)
     if split_path is not None:
         raise LungcadError("--split needs a dataset folder (one with labels.csv) as the input")
@@ -299,7 +263,7 @@ def _predict_chunk(model, arrays: list[np.ndarray], names: list[str], batch_size
 
 def predict_input(model, inp: PredictionInput, batch_size: int = 16,
                   progress: bool | None = None,
-                  on_failure: Callable[[str, str], None] | None = None) -> PredictionResult:
+                  on_failure: Callable[[str, str], None] | None = None) -> BatchPredictions:
     """Predict every image of ``inp`` in batches; failures are collected (and passed to
     ``on_failure`` as they happen), never raised.
 
@@ -331,7 +295,7 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
                     on_failure(key, message)
             bar.update(stop - start)
     matrix = np.stack(probs) if probs else np.zeros((0, len(classes)))
-    return PredictionResult(prediction_table(model, inp, kept, matrix), failures, matrix)
+    return BatchPredictions(prediction_table(model, inp, kept, matrix), failures, matrix)
 
 
 def prediction_table(model, inp: PredictionInput, rows: Sequence[int],
@@ -378,4 +342,4 @@ def verdict_line(name: str, probs: np.ndarray, model) -> str:
         detail = f"p={probs[1]:.2f}, threshold {threshold:.2f}"
     else:
         detail = f"p={probs[list(model.classes).index(label)]:.2f}"
-    return f"{name}: {label} ({detail}) \u2014 {DISCLAIMER}"
+    return f"{name}: {label} ({detail}) \u2014 {SHORT_DISCLAIMER}"

@@ -15,32 +15,34 @@ import pandas as pd
 import pytest
 from experiment_data import make_dataset, write_config
 
-import lungcad.evaluation.threshold_choice
 import lungcad.evaluation.thresholds
-import lungcad.experiment
 import lungcad.prediction
-import lungcad.training.run
+import lungcad.training.fit
 from lungcad.cli import main
-
-CHOOSERS = [lungcad.evaluation.thresholds, lungcad.experiment, lungcad.evaluation.threshold_choice]
 
 
 def install_spies(mp, calls: list, trainings: list) -> None:
-    """Record every call of choose_threshold (wherever it is imported) and of train_run."""
-    original_choose = lungcad.evaluation.thresholds.choose_threshold
-    for module in CHOOSERS:
-        def spy(y, scores, rule, _where=module.__name__):
-            calls.append((_where, np.asarray(scores, dtype=float).copy()))
-            return original_choose(y, scores, rule)
+    """Record every call of choose_threshold and decide_threshold, and every training."""
+    thresholds = lungcad.evaluation.thresholds
+    original_choose, original_decide = thresholds.choose_threshold, thresholds.decide_threshold
 
-        mp.setattr(module, "choose_threshold", spy)
-    original_train = lungcad.training.run.train_run
+    def choose_spy(y, scores, rule):
+        calls.append(("choose_threshold", np.asarray(scores, dtype=float).copy()))
+        return original_choose(y, scores, rule)
 
-    def train_spy(config, out_dir, *, fold=None, resume=True):
+    def decide_spy(validation, rule):
+        calls.append(("decide_threshold", np.asarray(validation.probs[:, 1]).copy()))
+        return original_decide(validation, rule)
+
+    mp.setattr(thresholds, "choose_threshold", choose_spy)
+    mp.setattr(thresholds, "decide_threshold", decide_spy)
+    original_train = lungcad.training.fit.train
+
+    def train_spy(config, out_dir, *, fold=None, resume=True, log=print):
         trainings.append((fold, resume))
-        return original_train(config, out_dir, fold=fold, resume=resume)
+        return original_train(config, out_dir, fold=fold, resume=resume, log=log)
 
-    mp.setattr(lungcad.training.run, "train_run", train_spy)
+    mp.setattr(lungcad.training.fit, "train", train_spy)
 
 
 def run_experiment_cli(config: Path, out: Path, *extra) -> int:
@@ -166,10 +168,10 @@ def test_threshold_choices_only_ever_saw_validation_scores(experiment):
            for k in range(3)]
     test = [np.sort(pd.read_csv(out / f"fold-{k}" / "test_predictions.csv")["prob_malignant"])
             for k in range(3)]
-    # training chose each fold's threshold once, the experiment checked it once; evaluating the
-    # pooled test predictions chose none
-    assert sorted(where for where, _ in calls) == (["lungcad.evaluation.thresholds"] * 3
-                                                   + ["lungcad.experiment"] * 3)
+    # each fold's threshold was decided once, on its validation predictions (one rule applied
+    # once); evaluating the pooled test predictions chose none
+    assert sorted(where for where, _ in calls) == (["choose_threshold"] * 3
+                                                   + ["decide_threshold"] * 3)
     for where, scores in calls:
         scores = np.sort(scores)
         matches_val = [len(v) == len(scores) and np.allclose(v, scores, atol=1e-5) for v in val]
@@ -179,8 +181,10 @@ def test_threshold_choices_only_ever_saw_validation_scores(experiment):
     assert report["threshold"]["chosen_on"] != "test"
     for k in range(3):
         record = json.loads((out / f"fold-{k}" / "threshold.json").read_text())
-        assert record["chosen_on"] == "validation" and record["matches_model"] is True
+        assert record["chosen_on"] == "validation" and record["rule"] == "youden"
         assert record["source"].endswith(f"fold-{k}/val_predictions.csv")
+        model = json.loads((out / f"fold-{k}" / "model" / "model.json").read_text())
+        assert model["threshold"] == record["value"]  # the model carries the same number
 
 
 def test_perturbing_test_predictions_changes_no_threshold(experiment, tmp_path, monkeypatch):
@@ -189,45 +193,49 @@ def test_perturbing_test_predictions_changes_no_threshold(experiment, tmp_path, 
     shutil.copytree(experiment["out"], out)
     before = [json.loads((out / f"fold-{k}" / "threshold.json").read_text())["value"]
               for k in range(3)]
-    for k in range(3):
+    for k in range(3):  # the threshold belongs to the trained fold: only the test part goes
         (out / f"fold-{k}" / "test_predictions.csv").unlink()
-        (out / f"fold-{k}" / "threshold.json").unlink()
     original = lungcad.prediction.predict_input
 
     def scrambled(model, inp, *args, **kwargs):
         result = original(model, inp, *args, **kwargs)
         probs = 1.0 - result.probabilities  # every test score reversed
         table = lungcad.prediction.prediction_table(model, inp, range(len(inp)), probs)
-        return lungcad.prediction.PredictionResult(table, result.failures, probs)
+        return type(result)(table, result.failures, probs)
 
     monkeypatch.setattr(lungcad.prediction, "predict_input", scrambled)
     trainings: list = []
-    install_spies(monkeypatch, [], trainings)
+    calls: list = []
+    install_spies(monkeypatch, calls, trainings)
     assert run_experiment_cli(experiment["config"], out) == 0
     after = [json.loads((out / f"fold-{k}" / "threshold.json").read_text())["value"]
              for k in range(3)]
     assert after == before
     assert trainings == []  # the trained models were reused
+    assert calls == []  # and no threshold was chosen again
     original_oof = pd.read_csv(experiment["out"] / "oof_predictions.csv")
     new_oof = pd.read_csv(out / "oof_predictions.csv")
     assert np.allclose(new_oof["prob_malignant"], 1 - original_oof["prob_malignant"], atol=2e-6)
 
 
-def test_validation_predictions_with_a_test_image_are_refused(experiment, tmp_path):
+def test_validation_predictions_with_a_test_image_are_refused(experiment):
+    from lungcad.data.splits import load_fold
     from lungcad.errors import LungcadError
-    from lungcad.experiment import (FoldParts, choose_validation_threshold,
-                                    load_validation_predictions)
+    from lungcad.evaluation.thresholds import ValidationPredictions, decide_threshold
 
-    part = split_parts(experiment["split"])[0]
-    parts = FoldParts(0, tuple(part["train"]), tuple(part["val"]), tuple(part["test"]))
-    val = pd.read_csv(experiment["out"] / "fold-0" / "val_predictions.csv")
-    leaked = val.copy()
-    leaked.loc[0, "path"] = part["test"][0]
-    leaked.to_csv(tmp_path / "leaked.csv", index=False)
+    view = load_fold(experiment["dataset"], experiment["split"], "jsrt-malignant", 0)
+    probs = np.full((len(view.val), 2), 0.5)
+    leaked = type(view)(view.manifest, view.task, 0, view.n_folds, view.train,
+                        view.val[1:] + view.test[:1], view.test)
     with pytest.raises(LungcadError, match="TEST part"):
-        load_validation_predictions(tmp_path / "leaked.csv", parts, ("rest", "malignant"))
+        ValidationPredictions.for_fold(leaked, probs)
+    with pytest.raises(LungcadError, match="one row per validation image"):
+        ValidationPredictions.for_fold(view, probs[1:])
+    val = pd.read_csv(experiment["out"] / "fold-0" / "val_predictions.csv")
     with pytest.raises(TypeError, match="ValidationPredictions only"):
-        choose_validation_threshold(val, "youden")  # a bare table is not accepted
+        decide_threshold(val, "youden")  # a bare table is not accepted
+    choice = decide_threshold(ValidationPredictions.for_fold(view, probs), "youden")
+    assert choice.value == 0.5 and choice.chosen_on == "validation"  # the one observed score
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,35 +303,39 @@ def test_too_many_folds_is_one_line_error(experiment, tmp_path, capsys):
 # a trainer other than Lightning
 
 FAKE_TRAINER = '''
-from pathlib import Path
+import numpy as np
+
+from lungcad.training.registry import register_trainer
 
 SEEN = []
 
 
-def fit_fold(manifest, train_paths, val_paths, task, out_dir, config):
+@register_trainer("fake", description="a test trainer kept outside lungcad")
+def fit(view, out_dir, config, *, resume=True, log=print):
     import torch
 
-    from lungcad.inference import ModelSpec, save_model_dir
+    from lungcad.model_dir import ModelSpec
     from lungcad.models import create_model
     from lungcad.preprocess import Preprocessing
+    from lungcad.training.registry import TrainedFold
 
-    SEEN.append({"train": list(train_paths), "val": list(val_paths), "fold": config["fold"],
+    SEEN.append({"train": list(view.train), "val": list(view.val), "fold": view.fold,
                  "custom": config["custom_key"]})
-    torch.manual_seed(config["fold"])
+    torch.manual_seed(view.fold)
     network = create_model("ct-cnn", num_classes=2)
-    spec = ModelSpec(name=f"fake-{config['fold']}", architecture="ct-cnn", task=task.name,
-                     classes=list(task.classes), preprocessing=Preprocessing(32, 1, 0.5, 0.25),
-                     threshold=0.123, threshold_rule="made up, not from validation")
-    return save_model_dir(Path(out_dir) / "model", network, spec)
+    spec = ModelSpec(name=f"fake-{view.fold}", architecture="ct-cnn", task=view.task.name,
+                     classes=list(view.task.classes), preprocessing=Preprocessing(32, 1, 0.5, 0.25))
+    return TrainedFold(network, spec, "# fake\\n")  # no validation probabilities: predicted for it
 '''
 
 
-def test_other_trainer_is_dispatched_and_its_threshold_checked(tmp_path, monkeypatch, capsys):
+def test_other_trainer_is_dispatched_and_its_threshold_chosen_on_validation(tmp_path,
+                                                                            monkeypatch):
     (tmp_path / "fake_trainer_mod.py").write_text(FAKE_TRAINER)
     monkeypatch.syspath_prepend(str(tmp_path))
     dataset, split = make_dataset(tmp_path / "synth")
     config = tmp_path / "fake.yaml"
-    config.write_text(f"trainer: 'fake_trainer_mod:fit_fold'\ndataset: {dataset}\n"
+    config.write_text(f"trainer: 'fake_trainer_mod:fake'\ndataset: {dataset}\n"
                       f"split: {split}\ntask: jsrt-malignant\ncustom_key: 7\n")
     out = tmp_path / "out"
     assert main(["experiment", str(config), "--out", str(out), "--bootstrap", "0"]) == 0
@@ -336,19 +348,15 @@ def test_other_trainer_is_dispatched_and_its_threshold_checked(tmp_path, monkeyp
         assert sorted(seen["train"]) == sorted(part["train"])
         assert sorted(seen["val"]) == sorted(part["val"])
         assert not set(seen["train"] + seen["val"]) & set(part["test"])
-    summary = json.loads((out / "summary.json").read_text())
     for k in range(3):
         record = json.loads((out / f"fold-{k}" / "threshold.json").read_text())
-        val = pd.read_csv(out / f"fold-{k}" / "val_predictions.csv")  # written by the experiment
+        val = pd.read_csv(out / f"fold-{k}" / "val_predictions.csv")  # predicted for the trainer
         assert sorted(val["path"]) == sorted(parts[k]["val"])
         from lungcad.evaluation.thresholds import choose_threshold
 
         expected = choose_threshold((val["true_label"] == "malignant").astype(int).to_numpy(),
                                     val["prob_malignant"].to_numpy(), "youden")
-        assert record["model_value"] == 0.123 and record["matches_model"] is False
-        assert record["value"] == pytest.approx(expected)
+        assert record["value"] == expected and record["chosen_on"] == "validation"
         test = pd.read_csv(out / f"fold-{k}" / "test_predictions.csv")
         decided = np.where(test["prob_malignant"] >= record["value"], "malignant", "rest")
         assert (test["predicted_label"] == decided).all()
-    assert any("differs from the one chosen on its validation" in w for w in summary["warnings"])
-    assert "WARNING" in capsys.readouterr().err

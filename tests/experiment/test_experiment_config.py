@@ -7,8 +7,9 @@ from experiment_data import make_dataset, write_config
 
 from lungcad.cli import main
 from lungcad.errors import LungcadError
-from lungcad.experiment import (ExperimentOptions, load_experiment_config, mean_sd,
-                                resolve_trainer)
+from lungcad.experiment.config import ExperimentOptions, load_experiment_config
+from lungcad.experiment.summary import mean_sd
+from lungcad.training.trainers import get_trainer
 
 
 def test_experiment_keys_are_taken_out_and_paths_resolved(tmp_path):
@@ -18,7 +19,7 @@ def test_experiment_keys_are_taken_out_and_paths_resolved(tmp_path):
     config, options = load_experiment_config(config_path, ["epochs=3"])
     assert options == ExperimentOptions(trainer="lightning", localisation=True,
                                         saliency_method="gradcam++", margin_mm=5.0)
-    assert "localisation" not in config and "trainer" not in config
+    assert "localisation" not in config and config["trainer"] == "lightning"
     assert config["dataset"] == str(dataset.resolve())  # relative to the config's folder
     assert config["split"] == str(split.resolve())
     assert config["epochs"] == 3 and config["image_size"] == 32
@@ -48,10 +49,13 @@ def test_unknown_trainer_is_a_one_line_error(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_named_trainer_resolves_to_its_fit_fold():
-    from lungcad.training import nodule_heatmap
+def test_named_trainer_resolves_to_its_registered_fit():
+    from lungcad.training import linear_probe, nodule_heatmap
 
-    assert resolve_trainer("nodule-heatmap") is nodule_heatmap.fit_fold
+    assert get_trainer("nodule_heatmap").fit is nodule_heatmap.fit
+    assert get_trainer("nodule-heatmap").fit is nodule_heatmap.fit  # dashes read as underscores
+    assert get_trainer("linear_probe").fit is linear_probe.fit
+    assert get_trainer(None).name == "lightning" and get_trainer(None).selects_on_validation
 
 
 def test_mean_sd_uses_the_sample_sd_over_defined_folds():

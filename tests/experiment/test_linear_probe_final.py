@@ -31,7 +31,7 @@ def test_regression_becomes_one_linear_layer(n_classes):
     pipeline, features = _sklearn_pipeline(n_classes)
     weight, bias = linear_probe.regression_as_linear(pipeline)
     logits = torch.from_numpy(features.astype(np.float32)) @ torch.from_numpy(weight).T + torch.from_numpy(bias)
-    from lungcad.models.registry import logits_to_probs
+    from lungcad.models import logits_to_probs
 
     probs = logits_to_probs(logits).numpy()
     np.testing.assert_allclose(probs, pipeline.predict_proba(features), atol=1e-4)

@@ -13,7 +13,7 @@ def disc_model():
     for 8 epochs on 200 images of SIDE px; about 10 s on one CPU thread."""
     import torch
 
-    from lungcad.inference import LungModel, ModelSpec
+    from lungcad.model_dir import LungModel, ModelSpec
     from lungcad.preprocess import Preprocessing
 
     threads = torch.get_num_threads()

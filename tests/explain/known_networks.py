@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lungcad.inference import LungModel, ModelSpec
+from lungcad.model_dir import LungModel, ModelSpec
 from lungcad.preprocess import Preprocessing
 
 SIZE = 64  # model input side

@@ -12,7 +12,7 @@ from PIL import Image
 from disc_data import disc_image, disc_network
 from lungcad.cli import main
 from lungcad.explain import write_heatmaps
-from lungcad.inference import ModelSpec, save_model_dir
+from lungcad.model_dir import ModelSpec, save_model_dir
 from lungcad.models import create_model, list_models, model_info
 from lungcad.preprocess import Preprocessing
 

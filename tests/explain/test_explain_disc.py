@@ -108,7 +108,7 @@ def test_registered_ct_cnn_trained_on_discs_points_at_them():
     import torch
 
     from disc_data import train_binary
-    from lungcad.inference import LungModel, ModelSpec
+    from lungcad.model_dir import LungModel, ModelSpec
     from lungcad.models import create_model
     from lungcad.preprocess import Preprocessing
 

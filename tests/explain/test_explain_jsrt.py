@@ -67,7 +67,7 @@ def test_localisation_cli_on_jsrt(jsrt, tmp_path, capsys):
     the masks are read, the numbers are self-consistent."""
     import torch
 
-    from lungcad.inference import ModelSpec, save_model_dir
+    from lungcad.model_dir import ModelSpec, save_model_dir
     from lungcad.models import create_model
     from lungcad.preprocess import Preprocessing
 

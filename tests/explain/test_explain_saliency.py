@@ -16,7 +16,7 @@ import pytest
 from lungcad.errors import LungcadError
 from lungcad.explain import Explainer, overlay, png_bytes, saliency_map, saliency_maps
 from lungcad.explain.localisation import global_peak
-from lungcad.inference import LungModel, ModelSpec
+from lungcad.model_dir import LungModel, ModelSpec
 from lungcad.preprocess import Preprocessing
 
 from known_networks import SIZE, make_model
@@ -213,3 +213,49 @@ def test_overlay_and_png():
         overlay(image, heat[:-1])
     with pytest.raises(LungcadError):
         png_bytes(rgb.astype(np.float32))
+
+
+def _live_copies(cls) -> int:
+    import gc
+
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if type(obj) is cls)
+
+
+def test_one_shot_maps_leave_no_network_copy():
+    """saliency_map / LungModel.explain make a private copy per call; it must be freed after the
+    call (the hooks' saved tensors used to keep it alive through PyTorch's autograd graph), and
+    without waiting for the garbage collector."""
+    import gc
+
+    from lungcad.models import create_model
+
+    network = create_model("ct-cnn", 2)
+    spec = ModelSpec(name="c", architecture="ct-cnn", task="synthetic", classes=["a", "b"],
+                     preprocessing=Preprocessing(size=64, channels=1))
+    model = LungModel(spec, network)
+    image = np.random.default_rng(0).random((70, 90)).astype(np.float32)
+    before = _live_copies(type(network))
+    gc.disable()
+    try:
+        for _ in range(3):
+            saliency_map(model, image)
+            model.explain(image, method="gradcam++")
+            saliency_maps(model, [image, image], method="layercam")
+        assert sum(1 for obj in gc.get_objects() if type(obj) is type(network)) == before
+    finally:
+        gc.enable()
+    assert _live_copies(type(network)) == before
+
+
+def test_a_reused_explainer_keeps_no_tensors_between_calls(whole_image_model):
+    image = np.random.default_rng(1).random((40, 50)).astype(np.float32)
+    explainer = Explainer(whole_image_model)
+    first = explainer(image)
+    hooked = explainer._cam.nn_module
+    assert not hooked.activations and not hooked.gradients and hooked.score is None
+    np.testing.assert_array_equal(explainer(image), first)
+    np.testing.assert_array_equal(saliency_map(whole_image_model, image), first)
+    explainer.close()
+    with pytest.raises(Exception):
+        explainer(image)

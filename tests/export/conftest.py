@@ -1,5 +1,6 @@
 """Fixtures for the export tests (helpers in export_data.py). The ONNX cache that
-load_onnx_model fills for model directories goes into tmp_path, never the user's home."""
+lungcad.load_model(..., runtime="onnx") fills for model directories goes into tmp_path, never
+the user's home."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def make_model_dir(directory: Path, architecture: str = "ct-cnn", task: str = "j
                    threshold: float | None = 0.4, seed: int = 0, card: str | None = CARD) -> Path:
     import torch
 
-    from lungcad.inference import ModelSpec, save_model_dir
+    from lungcad.model_dir import ModelSpec, save_model_dir
     from lungcad.models import create_model, model_info
     from lungcad.preprocess import Preprocessing
 

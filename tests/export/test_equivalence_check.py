@@ -39,7 +39,7 @@ class TracedBranchNetwork(nn.Module):
 
 
 def _model(network):
-    from lungcad.inference import LungModel, ModelSpec
+    from lungcad.model_dir import LungModel, ModelSpec
     from lungcad.preprocess import Preprocessing
 
     spec = ModelSpec(name="odd", architecture="ct-cnn", task="jsrt-malignant",

@@ -14,7 +14,7 @@ ARCHITECTURES = [info.name for info in list_models()]
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_onnx_export_matches_pytorch(architecture, tmp_path):
-    from lungcad.export import load_onnx_model
+    import lungcad
     from lungcad.export.onnx_export import export_onnx
     from lungcad.inference import load_model
 
@@ -23,7 +23,7 @@ def test_onnx_export_matches_pytorch(architecture, tmp_path):
     assert report.max_abs_diff <= 1e-4 and report.batch_sizes == (1, 3)
     assert report.path.is_file() and report.json_path.is_file()
 
-    onnx_model = load_onnx_model(report.path)
+    onnx_model = lungcad.load_model(report.path, runtime="onnx")
     images = random_images(5, seed=3)
     expected = model.predict_proba(images, batch_size=4)
     got = onnx_model.predict_proba(images, batch_size=4)   # batches of 4 and 1: dynamic axis
@@ -35,7 +35,7 @@ def test_onnx_export_matches_pytorch(architecture, tmp_path):
 @pytest.mark.parametrize("architecture", ["paper-cnn-lstm", "efficientnet-lite0-lstm"])
 def test_multiclass_lstm_export(architecture, tmp_path):
     """Softmax heads (C logits) export too, and LSTMs with them."""
-    from lungcad.export import load_onnx_model
+    import lungcad
     from lungcad.export.onnx_export import export_onnx
     from lungcad.inference import load_model
 
@@ -43,7 +43,7 @@ def test_multiclass_lstm_export(architecture, tmp_path):
                                       classes=("non_nodule", "benign", "malignant"),
                                       threshold=None))
     report = export_onnx(model, tmp_path / "m.onnx")
-    onnx_model = load_onnx_model(report.path)
+    onnx_model = lungcad.load_model(report.path, runtime="onnx")
     images = random_images(3, seed=5)
     got = onnx_model.predict_proba(images)
     np.testing.assert_allclose(got, model.predict_proba(images), atol=1e-4, rtol=0)

@@ -23,8 +23,8 @@ def exported(ct_model_dir, tmp_path_factory):
 def test_metadata_round_trips(exported, ct_model_dir):
     import onnx
 
-    from lungcad.export import load_onnx_model
-    from lungcad.inference import ModelSpec
+    import lungcad
+    from lungcad.model_dir import ModelSpec
 
     on_disk = json.loads((ct_model_dir / "model.json").read_text())
     props = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
@@ -40,7 +40,7 @@ def test_metadata_round_trips(exported, ct_model_dir):
     assert sidecar["export"] == info
     assert ModelSpec.from_dict(sidecar).to_dict() == ModelSpec.from_dict(on_disk).to_dict()
 
-    model = load_onnx_model(exported.path)
+    model = lungcad.load_model(exported.path, runtime="onnx")
     assert model.spec.to_dict() == ModelSpec.from_dict(on_disk).to_dict()
     assert model.classes == ["rest", "malignant"] and model.spec.threshold == 0.4
     assert model.card == CARD and model.network is None
@@ -58,15 +58,15 @@ def test_graph_has_dynamic_batch_and_probability_output(exported):
 
 
 def test_decision_uses_the_threshold(exported):
-    from lungcad.export import load_onnx_model
+    import lungcad
 
-    model = load_onnx_model(exported.path)
+    model = lungcad.load_model(exported.path, runtime="onnx")
     assert model.decide(np.array([[0.61, 0.39], [0.6, 0.4]])) == ["rest", "malignant"]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
 def test_damaged_onnx_file_is_a_lungcad_error(exported, tmp_path, damage):
-    from lungcad.export import load_onnx_model
+    import lungcad
 
     data = exported.path.read_bytes()
     broken = {"garbage": b"\x00\x01not an onnx model" * 100, "truncated": data[:len(data) // 2],
@@ -74,36 +74,36 @@ def test_damaged_onnx_file_is_a_lungcad_error(exported, tmp_path, damage):
     path = tmp_path / "broken.onnx"
     path.write_bytes(broken)
     with pytest.raises(LungcadError, match="broken.onnx"):
-        load_onnx_model(path)
+        lungcad.load_model(path, runtime="onnx")
 
 
 def test_onnx_without_lungcad_metadata_is_refused(exported, tmp_path):
     import onnx
 
-    from lungcad.export import load_onnx_model
+    import lungcad
 
     proto = onnx.load(str(exported.path))
     del proto.metadata_props[:]
     onnx.save(proto, str(tmp_path / "foreign.onnx"))
     with pytest.raises(LungcadError, match="without lungcad metadata"):
-        load_onnx_model(tmp_path / "foreign.onnx")
+        lungcad.load_model(tmp_path / "foreign.onnx", runtime="onnx")
 
 
 def test_missing_file_is_a_lungcad_error(tmp_path):
-    from lungcad.export import load_onnx_model
+    import lungcad
 
     with pytest.raises(LungcadError, match="no such ONNX file"):
-        load_onnx_model(tmp_path / "absent.onnx")
+        lungcad.load_model(tmp_path / "absent.onnx", runtime="onnx")
 
 
 def test_model_directory_is_exported_on_the_fly_and_cached(ct_model_dir, tmp_path):
-    from lungcad.export import load_onnx_model
+    import lungcad
     from lungcad.inference import load_model
 
-    first = load_onnx_model(ct_model_dir)
+    first = lungcad.load_model(ct_model_dir, runtime="onnx")
     assert first.path is not None and first.path.parent == tmp_path / "cache" / "onnx"
     written = first.path.stat().st_mtime_ns
-    second = load_onnx_model(ct_model_dir)
+    second = lungcad.load_model(ct_model_dir, runtime="onnx")
     assert second.path == first.path and second.path.stat().st_mtime_ns == written  # reused
     images = random_images(3)
     np.testing.assert_allclose(second.predict_proba(images),
@@ -112,31 +112,31 @@ def test_model_directory_is_exported_on_the_fly_and_cached(ct_model_dir, tmp_pat
 
 
 def test_directory_model_onnx_is_used_and_checked(tmp_path):
-    from lungcad.export import load_onnx_model
+    import lungcad
     from lungcad.export.onnx_export import export_onnx
     from lungcad.inference import load_model
 
     directory = make_model_dir(tmp_path / "m", seed=1)
     export_onnx(load_model(directory), directory / "model.onnx")
-    assert load_onnx_model(directory).path == directory / "model.onnx"
+    assert lungcad.load_model(directory, runtime="onnx").path == directory / "model.onnx"
     assert not (tmp_path / "cache" / "onnx").exists()
 
     make_model_dir(directory, seed=2)  # retrained in place: model.onnx is now stale
     with pytest.raises(LungcadError, match="exported from another version"):
-        load_onnx_model(directory)
+        lungcad.load_model(directory, runtime="onnx")
 
 
 def test_onnx_model_has_no_saliency(exported):
-    from lungcad.export import load_onnx_model
+    import lungcad
 
     with pytest.raises(LungcadError, match="torch runtime"):
-        load_onnx_model(exported.path).explain(random_images(1)[0])
+        lungcad.load_model(exported.path, runtime="onnx").explain(random_images(1)[0])
 
 
 def test_onnx_model_rejects_bad_images_like_pytorch(exported):
-    from lungcad.export import load_onnx_model
+    import lungcad
 
     with pytest.raises(LungcadError, match="blank"):
-        load_onnx_model(exported.path).predict(np.zeros((64, 64), np.float32))
+        lungcad.load_model(exported.path, runtime="onnx").predict(np.zeros((64, 64), np.float32))
     with pytest.raises(LungcadError, match="expect"):
-        load_onnx_model(exported.path).predict(np.full((64, 64), 200, np.float32))
+        lungcad.load_model(exported.path, runtime="onnx").predict(np.full((64, 64), 200, np.float32))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from lungcad.errors import LungcadError
 from lungcad.models import create_model
-from lungcad.training.nodule_heatmap import cell_targets, fit_fold
+from lungcad.training.nodule_heatmap import cell_targets, train_tasks
 
 
 def tiny(output: str = "nodule") -> torch.nn.Module:
@@ -101,7 +101,7 @@ def _synthetic_jsrt(root, n: int = 12):
 
 
 @pytest.mark.parametrize("tune_blocks", [False, True])
-def test_fit_fold_writes_a_loadable_model_with_a_validation_threshold(tmp_path, tune_blocks: bool):
+def test_fit_writes_a_loadable_model_with_a_validation_threshold(tmp_path, tune_blocks: bool):
     from lungcad.inference import load_model
     from lungcad.io import load_image
 
@@ -109,13 +109,21 @@ def test_fit_fold_writes_a_loadable_model_with_a_validation_threshold(tmp_path, 
     config = {"image_size": 64, "epochs": 2, "batch_size": 4, "crop_cells": 2,
               "model_args": {"pretrained": False, "head_channels": 8}, "torch_threads": 1,
               "tune_blocks": tune_blocks}
-    model_dir = fit_fold(tmp_path / "data", paths[:9], paths[9:], "jsrt-malignant",
-                         tmp_path / "run", config, log=lambda m: None)
+    from lungcad.data.manifest import Manifest
+    from lungcad.data.splits import FoldView
+    from lungcad.data.tasks import get_task
+    from lungcad.training.fit import finish
+
+    trained = train_tasks(tmp_path / "data", paths[:9], paths[9:], ["jsrt-malignant"], config,
+                          log=lambda m: None)["jsrt-malignant"]
+    view = FoldView(Manifest.load(tmp_path / "data"), get_task("jsrt-malignant"), 0, 1,
+                    tuple(paths[:9]), tuple(paths[9:]), ())
+    model_dir = finish(trained, view, tmp_path / "run", "youden")
     spec = json.loads((model_dir / "model.json").read_text())
     assert spec["architecture"] == "nodule-heatmap-lite0"
     assert spec["architecture_args"]["output"] == "malignant"
     assert spec["architecture_args"]["pretrained"] is False
-    assert spec["classes"] == ["rest", "malignant"] and spec["threshold_rule"] == "youden"
+    assert spec["classes"] == ["rest", "malignant"] and spec["threshold_rule"].startswith("youden on ")
     # Frozen parts keep their initial weights; the trained parts moved.
     torch.manual_seed(0)
     fresh = create_model("nodule-heatmap-lite0", 2, pretrained=False, head_channels=8)
@@ -134,11 +142,11 @@ def test_fit_fold_writes_a_loadable_model_with_a_validation_threshold(tmp_path, 
     assert np.isclose(val_probs[:, 1], spec["threshold"], atol=1e-5).any()
 
 
-def test_fit_fold_refuses_tasks_it_cannot_train(tmp_path):
+def test_fit_refuses_tasks_it_cannot_train(tmp_path):
     paths = _synthetic_jsrt(tmp_path / "data", n=6)
     with pytest.raises(LungcadError, match="trains only"):
-        fit_fold(tmp_path / "data", paths[:4], paths[4:], "jsrt-3class", tmp_path / "run",
-                 {"model_args": {"pretrained": False}})
+        train_tasks(tmp_path / "data", paths[:4], paths[4:], ["jsrt-3class"],
+                    {"model_args": {"pretrained": False}})
 
 
 def test_frozen_features_are_memoised_per_network_weights(tmp_path):

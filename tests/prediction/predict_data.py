@@ -59,7 +59,7 @@ def make_model_dir(directory: Path, task: str = "jsrt-malignant",
                    seed: int = 0) -> Path:
     import torch
 
-    from lungcad.inference import ModelSpec, save_model_dir
+    from lungcad.model_dir import ModelSpec, save_model_dir
     from lungcad.models import create_model
     from lungcad.preprocess import Preprocessing
 

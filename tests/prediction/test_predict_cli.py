@@ -240,4 +240,4 @@ def test_onnx_runtime_without_export_module_is_a_clear_error(model_dir, dataset,
     folder, _ = dataset
     status, _, err = run_cli(capsys, model_dir, folder / "images" / "case000.png",
                              "--runtime", "onnx")
-    assert status == 2 and "--runtime onnx needs lungcad.export.onnx_runtime" in err
+    assert status == 2 and "--runtime onnx needs ONNX Runtime" in err

@@ -30,7 +30,7 @@ def _save_model(directory: Path, name: str, task: str, classes: list[str],
                 threshold: float | None, seed: int) -> Path:
     import torch
 
-    from lungcad.inference import ModelSpec, save_model_dir
+    from lungcad.model_dir import ModelSpec, save_model_dir
     from lungcad.models import create_model
     from lungcad.preprocess import Preprocessing
 

@@ -51,8 +51,8 @@ def test_onnx_heatmap_request_still_predicts(onnx_client, png_bytes):
 def test_onnx_runtime_missing_is_a_clear_error(binary_model_dir, monkeypatch):
     import builtins
 
+    import lungcad
     from lungcad.errors import LungcadError
-    from lungcad.serving.loading import load_serving_model
 
     real_import = builtins.__import__
 
@@ -63,4 +63,4 @@ def test_onnx_runtime_missing_is_a_clear_error(binary_model_dir, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
     with pytest.raises(LungcadError, match="--runtime onnx needs ONNX Runtime"):
-        load_serving_model(binary_model_dir, "onnx")
+        lungcad.load_model(binary_model_dir, "onnx")

@@ -41,9 +41,9 @@ def test_serve_options_reach_the_settings(binary_model_dir, multiclass_model_dir
 
 
 def test_serve_without_models_or_bundled_ones_says_what_to_do(monkeypatch, fake_uvicorn, capsys):
-    import lungcad.inference
+    import lungcad.model_dir
 
-    monkeypatch.setattr(lungcad.inference, "bundled_models", lambda: [])
+    monkeypatch.setattr(lungcad.model_dir, "bundled_models", lambda: [])
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "no bundled models are installed; pass a model directory" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lungcad.training.config import DEFAULT_AUGMENT
+from lungcad.training.lightning_config import DEFAULT_AUGMENT
 from lungcad.training.data import build_augmentation
 
 
@@ -34,10 +34,11 @@ def test_augmentation_off_and_hflip_on():
 
 
 def test_validation_dataset_has_no_augmentation(tmp_path, monkeypatch):
-    from conftest import make_dataset
+    from training_data import make_dataset
 
     from lungcad.preprocess import Preprocessing
-    from lungcad.training.data import FoldDataModule, load_fold
+    from lungcad.data.splits import load_fold
+    from lungcad.training.data import FoldDataModule
 
     monkeypatch.setenv("LUNGCAD_CACHE_DIR", str(tmp_path / "cache"))
     dataset, split = make_dataset(tmp_path / "d", n=12, size=32)

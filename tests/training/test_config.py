@@ -10,7 +10,8 @@ import yaml
 from lungcad.data.tasks import get_task
 from lungcad.errors import LungcadError
 from lungcad.models import model_info
-from lungcad.training.config import DEFAULTS, load_config
+from lungcad.training.config import load_config
+from lungcad.training.lightning_config import DEFAULTS
 
 ALL_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 # configs for `lungcad train` (others name another trainer that `lungcad experiment` runs)
@@ -75,11 +76,19 @@ def test_missing_required_key_and_bad_yaml(tmp_path):
         load_config(tmp_path / "none.yaml")
 
 
-def test_a_config_for_another_trainer_is_a_clear_error(tmp_path):
-    cfg = write(tmp_path / "other.yaml", "trainer: nodule_heatmap\nmodel: x\ndataset: d\n"
+def test_every_trainer_config_loads_with_its_own_defaults(tmp_path):
+    cfg = write(tmp_path / "other.yaml", "trainer: nodule_heatmap\ndataset: d\n"
                 "task: jsrt-nodule\nsplit: s.json\ncrop_cells: 16\n")
-    with pytest.raises(LungcadError, match="'nodule_heatmap' trainer"):
-        load_config(cfg)
+    config = load_config(cfg)
+    assert config["trainer"] == "nodule_heatmap" and config["crop_cells"] == 16
+    assert config["epochs"] == 20 and config["model_args"]["head_channels"] == 64  # its defaults
+    assert config["dataset"] == str((tmp_path / "d").resolve())
+    with pytest.raises(LungcadError, match="unknown trainer 'nope'"):
+        load_config(write(tmp_path / "bad.yaml", "trainer: nope\ndataset: d\ntask: jsrt-nodule\n"
+                          "split: s.json\n"))
+    with pytest.raises(LungcadError, match="split is required"):
+        load_config(write(tmp_path / "s.yaml", "trainer: linear_probe\ndataset: d\n"
+                          "task: jsrt-nodule\n"))
     # experiment-only keys in a Lightning config do not stop `lungcad train`
     cfg = write(tmp_path / "exp.yaml", "trainer: lightning\nlocalisation: true\nmodel: ct-cnn\n"
                 "dataset: d\ntask: jsrt-malignant\nsplit: s.json\n")

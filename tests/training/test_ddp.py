@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pandas as pd
-from conftest import make_dataset
+from training_data import make_dataset
 
 from lungcad.inference import load_model
 

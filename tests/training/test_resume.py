@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from conftest import make_dataset
+from training_data import make_dataset
 
 EPOCHS = 4
 

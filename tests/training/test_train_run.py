@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import make_dataset, tiny_config
+from training_data import make_dataset, tiny_config
 from PIL import Image
 
 from lungcad.cli import main
@@ -22,7 +22,8 @@ from lungcad.inference import load_model
 from lungcad.models import create_model, logits_to_probs
 from lungcad.training.checkpoint_io import load_checkpoint_file
 from lungcad.training.data import ImageDataset
-from lungcad.training.run import _network_state, train_run
+from lungcad.training.fit import train
+from lungcad.training.lightning_trainer import network_state
 
 EXPECTED_FILES = ["config.yaml", "meta.json", "metrics.csv", "curves.png", "checkpoints/best.ckpt",
                   "checkpoints/last.ckpt", "val_predictions.csv", "model/model.json",
@@ -90,7 +91,7 @@ def test_checkpoints_load_weights_only(trained):
 
 def best_network(run):
     network = create_model("paper-cnn-lstm", 2)
-    network.load_state_dict(_network_state(load_checkpoint_file(run / "checkpoints" / "best.ckpt")))
+    network.load_state_dict(network_state(load_checkpoint_file(run / "checkpoints" / "best.ckpt")))
     return network.eval()
 
 
@@ -153,7 +154,7 @@ def test_three_class_task_with_sampler_and_split_mismatch(tmp_path, monkeypatch)
     dataset, split = make_dataset(tmp_path / "synth3", n=18, size=32)
     config = tiny_config(dataset, split, model="ct-cnn", task="jsrt-3class", epochs=1,
                          class_balance="sampler", monitor="val_loss")
-    model_dir = train_run(config, tmp_path / "run3")
+    model_dir = train(config, tmp_path / "run3")
     model = load_model(model_dir)
     assert model.classes == ["non_nodule", "benign", "malignant"] and model.spec.threshold is None
     table = pd.read_csv(tmp_path / "run3" / "val_predictions.csv")
@@ -161,16 +162,16 @@ def test_three_class_task_with_sampler_and_split_mismatch(tmp_path, monkeypatch)
         "prob_non_nodule", "prob_benign", "prob_malignant"]
     # a split made for another labels.csv is refused
     (dataset / "labels.csv").write_text((dataset / "labels.csv").read_text().replace("benign", "malignant", 1))
-    with pytest.raises(LungcadError, match="make the split again"):
-        train_run(config, tmp_path / "run4")
+    with pytest.raises(LungcadError, match="made for a labels.csv with sha256"):
+        train(config, tmp_path / "run4")
 
 
 def test_fold_argument_overrides_config_and_unknown_fold_is_an_error(synthetic, tmp_path):
     dataset, split = synthetic
     config = tiny_config(dataset, split, epochs=1, fold=0)
     with pytest.raises(LungcadError, match="fold 5 does not exist"):
-        train_run(config, tmp_path / "r", fold=5)
-    train_run(config, tmp_path / "r1", fold=1)
+        train(config, tmp_path / "r", fold=5)
+    train(config, tmp_path / "r1", fold=1)
     meta = json.loads((tmp_path / "r1" / "meta.json").read_text())
     assert meta["split"]["fold"] == 1
 
@@ -180,10 +181,10 @@ def test_same_seed_deterministic_runs_give_the_same_metrics(synthetic, tmp_path)
     config = tiny_config(dataset, split, epochs=2, deterministic=True, seed=3)
     tables = []
     for name in ("a", "b"):
-        train_run(config, tmp_path / name)
+        train(config, tmp_path / name)
         tables.append(pd.read_csv(tmp_path / name / "metrics.csv").drop(columns="epoch_time_s"))
     pd.testing.assert_frame_equal(tables[0], tables[1])
     other = tiny_config(dataset, split, epochs=2, deterministic=True, seed=4)
-    train_run(other, tmp_path / "c")
+    train(other, tmp_path / "c")
     third = pd.read_csv(tmp_path / "c" / "metrics.csv").drop(columns="epoch_time_s")
     assert not np.allclose(third["train_loss"], tables[0]["train_loss"])

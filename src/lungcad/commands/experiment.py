@@ -23,8 +23,8 @@ predictions, and a model card holding the cross-validated metrics; the model to 
 No threshold is ever chosen on test predictions. Re-running the same command skips the folds
 that are done, so an interrupted experiment continues where it stopped.
 
-Config keys besides the training ones (configs/README.md): trainer (default lightning; another
-names a module with fit_fold), localisation (true: score saliency peaks against the manifest's
+Config keys (configs/README.md): trainer (default lightning; also linear_probe, nodule_heatmap,
+or package.module:name for a module that registers one), localisation (true: score saliency peaks against the manifest's
 nodule positions x_512/y_512, out of fold; or {method: gradcam, margin_mm: 10}).
 """
 
@@ -81,7 +81,9 @@ def final_command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from lungcad.errors import LungcadError
-    from lungcad.experiment import format_mean_sd, load_experiment_config, run_experiment
+    from lungcad.experiment.config import load_experiment_config
+    from lungcad.experiment.run import run_experiment
+    from lungcad.experiment.summary import format_mean_sd
 
     if args.bootstrap < 0:
         raise LungcadError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"split={args.split.resolve()}")
     config, options = load_experiment_config(args.config, overrides)
     if args.final:
-        from lungcad.final_model import final_fit
+        from lungcad.experiment.final import final_fit
 
         model_dir = final_fit(config, options, args.out, name=args.name,
                               command=final_command_line(args))

@@ -42,11 +42,12 @@ def register(subparsers) -> None:
                       help="part of the fold (default test)")
     data.add_argument("--localisation", action="store_true",
                       help="score maps of the nodule images against the nodule positions")
+    from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
     from lungcad.explain import defaults as loc
 
     data.add_argument("--margin-mm", type=float, default=loc.DEFAULT_MARGIN_MM,
                       help="a peak hits when within nodule radius + this (default %(default)s)")
-    data.add_argument("--pixel-mm", type=float, default=loc.JSRT_PIXEL_MM_AT_512,
+    data.add_argument("--pixel-mm", type=float, default=JSRT_PIXEL_MM_AT_512,
                       help="pixel size of the coordinate frame in mm (default %(default)s: "
                            "JSRT at 512 px)")
     data.add_argument("--peak-distance-mm", type=float, default=loc.DEFAULT_PEAK_DISTANCE_MM,

@@ -58,8 +58,9 @@ def _report_failure(path: str, message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lungcad.errors import LungcadError
-    from lungcad.prediction import (collect_input, load_runtime_model, model_label, model_task,
-                                    predict_input, verdict_line, write_predictions)
+    from lungcad.inference import load_model
+    from lungcad.prediction import (collect_input, model_label, model_task, predict_input,
+                                    verdict_line, write_predictions)
 
     if args.split is None and (args.part is not None or args.fold is not None):
         raise LungcadError("--part and --fold choose images from a split file: give --split too")
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from lungcad.explain.saliency import check_method
 
         check_method(args.heatmap_method)  # before any image is predicted
-    model = load_runtime_model(args.model, args.runtime)
+    model = load_model(args.model, args.runtime)
     task = model_task(model)
     inp = collect_input(args.inputs, task, split_path=args.split, part=args.part or "test",
                         fold=args.fold)

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from lungcad.errors import LungcadError
-    from lungcad.serving.app import DISCLAIMER, create_app
+    from lungcad.disclaimer import DISCLAIMER
+    from lungcad.serving.app import create_app
     from lungcad.serving.loading import default_model_names
 
     settings = settings_from_args(args)

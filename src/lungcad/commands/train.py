@@ -1,4 +1,5 @@
-"""``lungcad train CONFIG.yaml --out RUN_DIR``: train one fold on Lightning, write a run folder."""
+"""``lungcad train CONFIG.yaml --out RUN_DIR``: train one fold with the config's trainer, write a
+run folder."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from pathlib import Path
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train a model from a YAML config into a run folder",
-        description="Train one fold of a split as CONFIG says (see configs/README.md). The run "
-                    "folder gets config.yaml, meta.json, metrics.csv, curves.png, checkpoints/, "
-                    "val_predictions.csv and model/ (a model directory for `lungcad predict`). "
-                    "Re-running the same command after an interruption resumes from the last "
+        description="Train one fold of a split as CONFIG says, with its trainer (trainer: "
+                    "lightning, linear_probe, nodule_heatmap; see configs/README.md). The run "
+                    "folder gets val_predictions.csv, threshold.json (chosen on the validation "
+                    "part) and model/ (a model directory for `lungcad predict`); a Lightning run "
+                    "also config.yaml, meta.json, metrics.csv, curves.png and checkpoints/, and "
+                    "re-running the same command after an interruption resumes from the last "
                     "checkpoint.")
     parser.add_argument("config", type=Path, help="YAML config (configs/*.yaml)")
     parser.add_argument("--out", type=Path, required=True, help="run folder to write (or resume)")
@@ -46,10 +49,10 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from lungcad.training.config import load_config
-    from lungcad.training.run import train_run
+    from lungcad.training.fit import train
 
     config = load_config(args.config, cli_overrides(args))
-    model_dir = train_run(config, args.out, resume=not args.restart)
+    model_dir = train(config, args.out, resume=not args.restart)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:

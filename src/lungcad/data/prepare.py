@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lungcad.data.jsrt_geometry import JSRT_MATRIX
 from lungcad.data.manifest import LABELS_FILE, Manifest
 from lungcad.errors import LungcadError
 from lungcad.io import IMAGE_SUFFIXES
 
-JSRT_MATRIX = 2048
 JSRT_METADATA_COLUMNS = ("study_id", "subtlety", "size", "age", "gender", "x", "y", "state",
                          "position", "diagnosis")
 FRAME_COLUMN = re.compile(r"^([xy])_(\d+)$")

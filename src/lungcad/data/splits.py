@@ -21,7 +21,7 @@ import numpy as np
 from lungcad.data.dedup import (EXACT_HASH, NEAR_DUP_THRESHOLD, PERCEPTUAL_HASH, PHASH_BITS,
                                 compute_hashes, group_duplicates)
 from lungcad.data.manifest import Manifest
-from lungcad.data.tasks import get_task
+from lungcad.data.tasks import Task, get_task
 from lungcad.errors import LungcadError
 
 SPLIT_FORMAT = "lungcad-split/1"
@@ -200,3 +200,112 @@ def make_split(manifest: Manifest, task_name: str, n_folds: int = 10, val_fracti
                   grouping=grouping, groups={p: f"g{g}" for p, g in zip(paths, dups.group_of)},
                   labels=dict(zip(paths, classes)))
     return split, warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# one fold of a split, for a task: the one view every trainer, experiment and verb reads
+
+@dataclass(frozen=True)
+class FoldView:
+    """One fold of a split file seen through a task, checked once.
+
+    ``train``, ``val`` and ``test`` hold the manifest paths of each part whose label has a class
+    in the task (a split made for a wider task may hold others); :meth:`raw_part` gives a part
+    as the file lists it. Built by :func:`load_fold` (checks: the split was made for this
+    labels.csv, the fold exists, no image is in two parts, the training part has every class),
+    or by :func:`whole_dataset` for a final model trained on everything.
+    """
+
+    manifest: Manifest
+    task: Task
+    fold: int
+    n_folds: int
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+    split: Split | None = None
+    split_path: Path | None = None
+    split_sha256: str | None = None
+
+    def labels(self, part: str) -> list[int]:
+        """The task's class index of each image of ``part`` (train, val or test)."""
+        paths = list(getattr(self, _checked_part(part)))
+        return self.task.class_index(self.manifest.rows_for(paths)["label"]) if paths else []
+
+    def true_labels(self, part: str) -> list[str]:
+        return [self.task.classes[i] for i in self.labels(part)]
+
+    def class_counts(self, part: str) -> dict[str, int]:
+        counts = np.bincount(np.asarray(self.labels(part), dtype=int),
+                             minlength=len(self.task.classes))
+        return {c: int(n) for c, n in zip(self.task.classes, counts)}
+
+    def raw_part(self, part: str) -> list[str]:
+        """The part as the split file lists it (labels the task has no class for included)."""
+        if self.split is None:
+            return list(getattr(self, _checked_part(part)))
+        return self.split.part(self.fold, _checked_part(part))
+
+
+def _checked_part(part: str) -> str:
+    if part not in PARTS:
+        raise LungcadError(f"unknown split part {part!r}; parts are {', '.join(PARTS)}")
+    return part
+
+
+def check_split_matches(split: Split, manifest: Manifest, split_path: str | Path) -> None:
+    """Refuse a split file made for another labels.csv (its paths or labels may differ)."""
+    wanted = split.manifest_sha256
+    if wanted and wanted != manifest.sha256():
+        raise LungcadError(
+            f"{split_path} was made for a labels.csv with sha256 {wanted[:12]}..., but "
+            f"{manifest.root / 'labels.csv'} has {manifest.sha256()[:12]}...; use the split made "
+            "for this dataset (lungcad data split), or point --data at the right folder")
+
+
+def _labelled(manifest: Manifest, task, paths: list[str]) -> tuple[str, ...]:
+    if not paths:
+        return ()
+    rows = manifest.rows_for(paths)
+    return tuple(rows.loc[task.map_labels(rows["label"]).notna().to_numpy(), "path"])
+
+
+def load_fold(dataset: str | Path | Manifest, split_path: str | Path, task: str | Task,
+              fold: int) -> FoldView:
+    """Manifest + split file + task -> the checked :class:`FoldView` of fold ``fold``."""
+    from lungcad.hashing import file_sha256
+
+    manifest = dataset if isinstance(dataset, Manifest) else Manifest.load(dataset)
+    task = get_task(task) if isinstance(task, str) else task
+    split_path = Path(split_path)
+    split = load_split(split_path)
+    check_split_matches(split, manifest, split_path)
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) \
+            or not 0 <= fold < split.n_folds:
+        raise LungcadError(f"fold {fold} does not exist in {split_path} "
+                           f"(folds 0 to {split.n_folds - 1})")
+    fold = int(fold)
+    parts = {name: _labelled(manifest, task, split.part(fold, name)) for name in PARTS}
+    for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
+        shared = set(parts[a]) & set(parts[b])
+        if shared:
+            raise LungcadError(f"{split_path}: fold {fold} has {len(shared)} image(s) in both "
+                               f"its {a} and {b} parts, e.g. {sorted(shared)[:2]}; remake the "
+                               "split")
+    for name in ("train", "val"):
+        if not parts[name]:
+            raise LungcadError(f"{split_path}: the {name} part of fold {fold} has no image with "
+                               f"a class of task {task.name}")
+    task.check_labels(manifest.rows_for(list(parts["train"]))["label"])
+    return FoldView(manifest, task, fold, split.n_folds, parts["train"], parts["val"],
+                    parts["test"], split, split_path, file_sha256(split_path))
+
+
+def whole_dataset(manifest: Manifest, task: Task, paths: list[str] | None = None) -> FoldView:
+    """Every labelled image (or those ``paths``) as both the training and the validation part:
+    the view a final model trains on once cross-validation has scored the recipe."""
+    every = _labelled(manifest, task, manifest.paths if paths is None else list(paths))
+    if not every:
+        raise LungcadError(f"{manifest.root}: no image with a class of task {task.name}")
+    task.check_labels(manifest.rows_for(list(every))["label"])
+    return FoldView(manifest, task, 0, 1, every, every, ())

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from lungcad import __version__
+from lungcad.disclaimer import DISCLAIMER
 from lungcad.errors import LungcadError
 from lungcad.evaluation.bootstrap import CONFIDENCE_LEVEL, bootstrap_intervals
 from lungcad.evaluation.calibration import (
@@ -41,11 +41,10 @@ from lungcad.evaluation.metrics import (
 )
 from lungcad.evaluation.predictions import Predictions, validate_predictions
 from lungcad.evaluation.subgroups import subgroup_tables
-from lungcad.evaluation.threshold_choice import resolve_threshold
+from lungcad.evaluation.thresholds import resolve_threshold
+from lungcad.version import __version__
 
 REPORT_FORMAT = "lungcad-evaluation/1"
-DISCLAIMER = ("lungcad is research software, not a medical device. These results are not a "
-              "diagnosis and must not be used for clinical decisions.")
 HISTOGRAM_BINS = 20
 
 
@@ -60,7 +59,7 @@ def evaluate_predictions(
     """Score a labelled predictions table; return the report (a JSON-ready dict).
 
     ``threshold``: None, ``"validation"``, a rule (``youden``, ``f1``, ``sensitivity:<x>``) or a
-    number as text; see :mod:`lungcad.evaluation.threshold_choice`. ``extra_sections`` are
+    number as text; see :mod:`lungcad.evaluation.thresholds`. ``extra_sections`` are
     appended to ``report["sections"]`` (build them with :func:`make_section`).
     """
     if n_bootstrap < 0:

@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
+from lungcad.data.jsrt_geometry import JSRT_COORD_COLUMNS, JSRT_COORD_FRAME, JSRT_PIXEL_MM_AT_512
 from lungcad.errors import LungcadError
 from lungcad.explain import localisation as loc
 from lungcad.explain.saliency import Explainer
+from lungcad.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lungcad.inference import LungModel
+    from lungcad.data.manifest import Manifest
+    from lungcad.model_dir import LungModel
 
 LOCALISATION_FORMAT = "lungcad-localisation/1"
 
@@ -35,24 +38,24 @@ class LocalisationRun:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def select_rows(dataset: str | Path, split: str | Path | None = None, fold: int = 0,
-                part: str = "test") -> tuple["object", pd.DataFrame, dict | None]:
-    """The manifest, its rows (a split's part where a split is given), and a split description."""
+def select_rows(dataset, split: str | Path | None = None, fold: int = 0, part: str = "test",
+                paths: Sequence[str] | None = None) -> tuple["Manifest", pd.DataFrame, dict | None]:
+    """The manifest (``dataset``: a folder or a loaded Manifest), its rows (``paths`` of it, or
+    a split's part as the file lists it, checked through its :class:`FoldView`), and a split
+    description."""
     from lungcad.data.manifest import Manifest
 
-    manifest = Manifest.load(dataset)
+    manifest = dataset if isinstance(dataset, Manifest) else Manifest.load(dataset)
+    if paths is not None:
+        return manifest, manifest.rows_for(list(paths)), None
     if split is None:
         return manifest, manifest.table, None
-    try:
-        from lungcad.data.splits import load_split
-    except ImportError as exc:
-        raise LungcadError(f"cannot read split files in this installation ({exc})") from None
+    from lungcad.data.splits import load_fold, load_split
+
     loaded = load_split(split)
-    if not 0 <= fold < loaded.n_folds:
-        raise LungcadError(f"{split}: fold {fold} does not exist (folds 0..{loaded.n_folds - 1})")
-    paths = loaded.part(fold, part)
-    return manifest, manifest.rows_for(list(paths)), {
-        "file": str(split), "fold": fold, "part": part, "task": getattr(loaded, "task", None)}
+    view = load_fold(manifest, split, loaded.task, fold)
+    return manifest, manifest.rows_for(view.raw_part(part)), {
+        "file": str(split), "fold": fold, "part": part, "task": loaded.task}
 
 
 def nodule_rows(rows: pd.DataFrame, coord_columns: tuple[str, str]) -> pd.DataFrame:
@@ -74,16 +77,17 @@ def _true_class(model: "LungModel", label: str) -> str | None:
     return mapped if mapped in model.classes else None
 
 
-def localise_dataset(model: "LungModel", dataset: str | Path, *, method: str = "gradcam",
+def localise_dataset(model: "LungModel", dataset, *, method: str = "gradcam",
                      target_class: str | None = None, split: str | Path | None = None,
-                     fold: int = 0, part: str = "test",
+                     fold: int = 0, part: str = "test", paths: Sequence[str] | None = None,
                      margin_mm: float = loc.DEFAULT_MARGIN_MM,
-                     pixel_mm: float = loc.JSRT_PIXEL_MM_AT_512,
+                     pixel_mm: float = JSRT_PIXEL_MM_AT_512,
                      peak_distance_mm: float = loc.DEFAULT_PEAK_DISTANCE_MM,
-                     coord_columns: tuple[str, str] = loc.JSRT_COORD_COLUMNS,
-                     coord_frame: int = loc.JSRT_COORD_FRAME, batch_size: int = 8,
+                     coord_columns: tuple[str, str] = JSRT_COORD_COLUMNS,
+                     coord_frame: int = JSRT_COORD_FRAME, batch_size: int = 8,
                      target_layer: str | None = None, progress=None) -> LocalisationRun:
-    """Maps for the nodule images of ``dataset`` (or of a split's part) and their scores.
+    """Maps for the nodule images of ``dataset`` (a folder or a Manifest; or of a split's part,
+    or of ``paths`` of it) and their scores.
 
     Target class: ``target_class`` where given; else the positive class of a binary model, or
     for a multi-class model the image's own class (its label through the model's task) where the
@@ -91,7 +95,7 @@ def localise_dataset(model: "LungModel", dataset: str | Path, *, method: str = "
     """
     from lungcad.io import load_image
 
-    manifest, rows, split_info = select_rows(dataset, split, fold, part)
+    manifest, rows, split_info = select_rows(dataset, split, fold, part, paths)
     rows = nodule_rows(rows, coord_columns)
     if rows.empty:
         raise LungcadError(f"{dataset}: no nodule images (rows with {coord_columns[0]}, "
@@ -146,7 +150,7 @@ def localise_dataset(model: "LungModel", dataset: str | Path, *, method: str = "
         "model": {"name": model.spec.name, "architecture": model.spec.architecture,
                   "task": model.spec.task, "classes": list(model.classes),
                   "directory": str(model.directory) if model.directory else None},
-        "dataset": str(dataset), "manifest_sha256": manifest.sha256(), "split": split_info,
+        "dataset": str(manifest.root), "manifest_sha256": manifest.sha256(), "split": split_info,
         "method": explainer.method, "target_layer": explainer.target_layer,
         "target_class_rule": (f"fixed: {target_class}" if target_class is not None else
                               "positive class" if model.spec.binary else
@@ -162,7 +166,6 @@ def write_localisation(run: LocalisationRun, out_dir: str | Path,
     """``localisation.json`` (everything but the per-image rows), ``localisation.csv`` (those
     rows) and, with ``overlays``, ``overlays/<stem>_overlay.png`` showing the map, the nodule's
     hit circle (white) and the map's peak (magenta)."""
-    from lungcad import __version__
     from lungcad.explain.files import output_stems
     from lungcad.explain.render import mark_circle, mark_cross, overlay, png_bytes
 

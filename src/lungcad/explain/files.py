@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from lungcad.disclaimer import SHORT_DISCLAIMER
 from lungcad.errors import LungcadError
 from lungcad.explain.render import overlay, png_bytes
 from lungcad.explain.saliency import Explainer
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lungcad.inference import LungModel, Prediction
 
 OVERLAY_SUFFIX = "_overlay.png"
 SALIENCY_SUFFIX = "_saliency.npy"
@@ -28,7 +26,7 @@ class HeatmapFiles:
     image: Path
     overlay: Path
     saliency: Path
-    prediction: "Prediction"
+    prediction: object  # the model's ImagePrediction (lungcad.model_dir)
     target_class: str
 
 
@@ -67,7 +65,7 @@ def output_stems(paths: Sequence[str | Path]) -> list[str]:
     return stems
 
 
-def heat_target(explainer: Explainer, prediction: "Prediction", target_class: str | None) -> str:
+def heat_target(explainer: Explainer, prediction, target_class: str | None) -> str:
     """Name of the class whose evidence the map shows (the rule :class:`Explainer` applies)."""
     if target_class is not None:
         return target_class
@@ -76,14 +74,14 @@ def heat_target(explainer: Explainer, prediction: "Prediction", target_class: st
     return max(prediction.probabilities, key=prediction.probabilities.get)
 
 
-def prediction_text(prediction: "Prediction", method: str, target: str,
+def prediction_text(prediction, method: str, target: str,
                     empty_map: bool = False) -> str:
     """What the overlay says: the verdict, the probabilities, and what the heat shows."""
     probs = ", ".join(f"{name} {p:.3f}" for name, p in prediction.probabilities.items())
     rule = f" (threshold {prediction.threshold:.3f})" if prediction.threshold is not None else ""
     heat = (f"heat: {method} for {target}" if not empty_map else
             f"heat: {method} found no evidence for {target} anywhere (empty map)")
-    return f"verdict: {prediction.label}{rule}\n{probs}\n{heat}\nresearch software, not a medical device"
+    return f"verdict: {prediction.label}{rule}\n{probs}\n{heat}\n{SHORT_DISCLAIMER}"
 
 
 def write_heatmap(explainer: Explainer, image_path: str | Path, out_dir: str | Path,
@@ -108,7 +106,7 @@ def write_heatmap(explainer: Explainer, image_path: str | Path, out_dir: str | P
     return HeatmapFiles(image_path, overlay_path, saliency_path, prediction, target)
 
 
-def write_heatmaps(model: "LungModel", image_paths: Sequence[str | Path], out_dir: str | Path,
+def write_heatmaps(model, image_paths: Sequence[str | Path], out_dir: str | Path,
                    method: str = "gradcam", target_class: str | None = None,
                    errors: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Overlay PNG and saliency ``.npy`` for each image; returns the paths written (overlay,
@@ -117,17 +115,17 @@ def write_heatmaps(model: "LungModel", image_paths: Sequence[str | Path], out_di
     A bad image raises :class:`LungcadError`, unless ``errors`` is a list: then ``(path,
     message)`` is appended to it and the other images go on.
     """
-    explainer = Explainer(model, method)
-    if target_class is not None:
-        explainer.target_index(target_class)  # a wrong class name fails before any image
     written: list[Path] = []
-    for path, stem in zip(image_paths, output_stems(image_paths)):
-        try:
-            files = write_heatmap(explainer, path, out_dir, stem, target_class)
-        except LungcadError as exc:
-            if errors is None:
-                raise
-            errors.append((Path(path), str(exc)))
-            continue
-        written += [files.overlay, files.saliency]
+    with Explainer(model, method) as explainer:
+        if target_class is not None:
+            explainer.target_index(target_class)  # a wrong class name fails before any image
+        for path, stem in zip(image_paths, output_stems(image_paths)):
+            try:
+                files = write_heatmap(explainer, path, out_dir, stem, target_class)
+            except LungcadError as exc:
+                if errors is None:
+                    raise
+                errors.append((Path(path), str(exc)))
+                continue
+            written += [files.overlay, files.saliency]
     return written

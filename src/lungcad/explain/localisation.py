@@ -28,9 +28,9 @@ import pandas as pd
 
 from lungcad.errors import LungcadError
 
-from lungcad.explain.defaults import (DEFAULT_MARGIN_MM, DEFAULT_PEAK_DISTANCE_MM,  # noqa: F401
-                                     JSRT_COORD_COLUMNS, JSRT_COORD_FRAME, JSRT_PIXEL_MM_AT_512,
-                                     TOP_K)
+from lungcad.data.jsrt_geometry import (JSRT_COORD_COLUMNS, JSRT_COORD_FRAME,
+                                        JSRT_PIXEL_MM_AT_512)
+from lungcad.explain.defaults import DEFAULT_MARGIN_MM, DEFAULT_PEAK_DISTANCE_MM, TOP_K
 
 CI_METHOD = "Wilson score interval, 95%"
 

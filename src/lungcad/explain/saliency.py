@@ -21,12 +21,20 @@ positive class of a binary model, the predicted class of a multi-class one.
 The network is never touched: each :class:`Explainer` works on a private deep copy (hooks,
 in-place ReLUs switched off, parameters frozen), with BatchNorm and Dropout in eval mode. RNN
 layers stay in train mode with their dropout set to zero (cuDNN can only backpropagate through an
-RNN in train mode; with no dropout that computes exactly what eval mode does).
+RNN in train mode; with no dropout that computes exactly what eval mode does). Build one
+Explainer per model and reuse it: each costs a copy of the network. After every pass it drops the
+tensors the hooks kept (their autograd graph points back at the hooks, and so at the copy: a cycle
+through PyTorch's C++ graph that the garbage collector cannot see), and :meth:`Explainer.close`
+(or a ``with`` block, as :func:`saliency_map` uses) frees the copy at once.
+
+The model is taken duck-typed (``spec``, ``classes``, ``network``, ``prepare``), so this module
+imports nothing of :mod:`lungcad.model_dir`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from typing import TYPE_CHECKING, Sequence
 
@@ -36,8 +44,6 @@ from lungcad.errors import LungcadError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from lungcad.inference import LungModel
 
 METHODS: dict[str, str] = {
     "gradcam": "Grad-CAM (MONAI GradCAM) on the model's target layer",
@@ -64,7 +70,7 @@ def default_target_layer(architecture: str, network) -> str:
     Conv2d (the usual Grad-CAM choice: the last layer that still has spatial positions)."""
     import torch.nn as nn
 
-    from lungcad.models.registry import model_info
+    from lungcad.models import model_info
 
     try:
         return model_info(architecture).target_layer
@@ -92,11 +98,18 @@ def _target_score_module(network, binary: bool):
     ``targets`` (set before each call, a LongTensor of class indices, one per sample or one for
     all) picks the class; ``probability`` switches the output from the class's logit-level score
     (what Grad-CAM differentiates) to its probability (what occlusion measures)."""
+    return _target_score_class()(network, binary)
+
+
+@functools.cache
+def _target_score_class():
+    """The class of :func:`_target_score_module`, made once (torch is imported on first use); it
+    closes over no network, so nothing but its instances keeps a network copy alive."""
     import torch
     from torch import nn
 
     class TargetScore(nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, network: nn.Module, binary: bool) -> None:
             super().__init__()
             self.network = network
             self.binary = binary
@@ -123,7 +136,7 @@ def _target_score_module(network, binary: bool):
                 return torch.softmax(logits, dim=1).gather(1, targets)
             return logits.gather(1, targets)
 
-    return TargetScore()
+    return TargetScore
 
 
 def _private_network(network):
@@ -145,7 +158,7 @@ def _private_network(network):
 class Explainer:
     """Saliency maps for one model and method; reuse one for many images (one network copy)."""
 
-    def __init__(self, model: "LungModel", method: str = "gradcam",
+    def __init__(self, model, method: str = "gradcam",
                  target_layer: str | None = None, occlusion_patch: int | None = None) -> None:
         import torch
 
@@ -208,9 +221,37 @@ class Explainer:
         with torch.inference_mode(False), torch.enable_grad():  # callers may be in either
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             self.wrapped.targets = self._targets_for(x, target)
-            if self._cam is not None:
-                return self._cam_maps(x)
-            return self._occlusion_maps(x)
+            try:
+                if self._cam is not None:
+                    return self._cam_maps(x)
+                return self._occlusion_maps(x)
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        """Drop what MONAI's hooks kept from the last pass (activations, gradients, score): the
+        activations' autograd graph holds the hooks, which hold this network copy, a cycle the
+        garbage collector cannot see through; kept, it would never be freed."""
+        if self._cam is not None:
+            hooked = self._cam.nn_module
+            hooked.activations.clear()
+            hooked.gradients.clear()
+            hooked.score = None
+
+    def close(self) -> None:
+        """Free the network copy now rather than at the next garbage collection; the explainer
+        cannot be used afterwards."""
+        if self._cam is not None:
+            self._release()
+            self._cam.nn_module.model = None  # the hooks on the copy's layers point back here
+            self._cam = None
+        self.wrapped = None
+
+    def __enter__(self) -> "Explainer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _cam_maps(self, x: "torch.Tensor") -> np.ndarray:
         import torch
@@ -306,7 +347,7 @@ def to_image_shape(raw: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return (resized / top).astype(np.float32)
 
 
-def saliency_map(model: "LungModel", image: np.ndarray, method: str = "gradcam",
+def saliency_map(model, image: np.ndarray, method: str = "gradcam",
                  target_class: str | None = None, target_layer: str | None = None) -> np.ndarray:
     """A 2-D float32 map in [0, 1], the shape of ``image`` (a [0, 1] display array as
     :func:`lungcad.io.load_image` returns), aligned to it.
@@ -316,11 +357,13 @@ def saliency_map(model: "LungModel", image: np.ndarray, method: str = "gradcam",
     architecture's registered layer.
     """
     image = np.asarray(image, dtype=np.float32)
-    return Explainer(model, method, target_layer)(image, target_class)
+    with Explainer(model, method, target_layer) as explainer:
+        return explainer(image, target_class)
 
 
-def saliency_maps(model: "LungModel", images: Sequence[np.ndarray], method: str = "gradcam",
+def saliency_maps(model, images: Sequence[np.ndarray], method: str = "gradcam",
                   target_class: str | None = None, batch_size: int = 8,
                   target_layer: str | None = None) -> list[np.ndarray]:
     """:func:`saliency_map` for many images, sharing one network copy and batching the passes."""
-    return Explainer(model, method, target_layer).maps(list(images), target_class, batch_size)
+    with Explainer(model, method, target_layer) as explainer:
+        return explainer.maps(list(images), target_class, batch_size)

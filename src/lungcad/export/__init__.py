@@ -6,8 +6,9 @@
   model.json (plus an ``export`` block) is written beside it as ``FILE.json``.
 - :func:`~lungcad.export.torchscript.export_torchscript`: the same as a TorchScript archive, the
   metadata in its ``_extra_files``.
-- :func:`load_onnx_model`: a :class:`~lungcad.inference.LungModel` whose forward pass runs on
-  ONNX Runtime (CPUExecutionProvider); preprocessing and decision are LungModel's own.
+- :mod:`~lungcad.export.onnx_runtime`: a :class:`~lungcad.model_dir.LungModel` whose forward
+  pass runs on ONNX Runtime (CPUExecutionProvider); preprocessing and decision are LungModel's
+  own. Load one with ``lungcad.load_model(name_or_path, runtime="onnx")``.
 
 Every export is compared with PyTorch on random inputs (batch sizes 1 and 3) and refused with a
 :class:`~lungcad.errors.LungcadError` where the probabilities differ by more than the tolerance.
@@ -17,18 +18,4 @@ Importing this package imports neither torch nor onnxruntime.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 DEFAULT_TOLERANCE = 1e-4  # largest allowed |p_torch - p_export| in the equivalence check
-
-
-def load_onnx_model(name_or_path: str | Path, threads: int | None = None):
-    """An exported ``.onnx`` file, or a model directory / run folder / bundled name (exported on
-    the fly and cached), as a model running on ONNX Runtime; see
-    :func:`lungcad.export.onnx_runtime.load_onnx_model`."""
-    from lungcad.export.onnx_runtime import load_onnx_model as _load
-
-    return _load(name_or_path, threads=threads)
-
-
-__all__ = ["load_onnx_model"]

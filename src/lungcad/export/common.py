@@ -14,7 +14,7 @@ from lungcad.errors import LungcadError
 from lungcad.export import DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lungcad.inference import LungModel, ModelSpec
+    from lungcad.model_dir import LungModel, ModelSpec
 
 EXPORT_FORMAT = "lungcad-export/1"
 CHECK_BATCH_SIZES = (1, 3)
@@ -51,7 +51,7 @@ def probability_network(network):
     file needs no knowledge of sigmoid-versus-softmax heads."""
     from torch import nn
 
-    from lungcad.models.registry import logits_to_probs
+    from lungcad.models import logits_to_probs
 
     class ProbabilityNetwork(nn.Module):
         def __init__(self, inner: nn.Module):
@@ -109,8 +109,8 @@ def compare_probabilities(reference: Callable[[np.ndarray], np.ndarray],
 
 def weights_sha256(model: "LungModel") -> str | None:
     """sha256 of the model directory's weights.pt (None for a model not loaded from one)."""
-    from lungcad.inference import WEIGHTS_FILE
-    from lungcad.models._heads import file_sha256
+    from lungcad.hashing import file_sha256
+    from lungcad.model_dir import WEIGHTS_FILE
 
     if model.directory is None or not (model.directory / WEIGHTS_FILE).is_file():
         return None
@@ -123,7 +123,7 @@ def export_block(model: "LungModel", fmt: str, **details) -> dict:
 
     import torch
 
-    from lungcad import __version__
+    from lungcad.version import __version__
 
     spec = model.spec
     return {"format": EXPORT_FORMAT, "runtime_format": fmt, "input": INPUT_NAME,

@@ -4,8 +4,8 @@ The graph is the network followed by its sigmoid / softmax: input ``image`` (N, 
 size) of preprocessed images, output ``probabilities`` (N, classes); only the batch axis is
 dynamic, as preprocessing always resizes to the model's size. The model.json, the model card and
 the export details travel inside the file as ``metadata_props`` (keys in
-:mod:`lungcad.export.common`), so :func:`lungcad.export.onnx_runtime.load_onnx_model` needs
-nothing else.
+:mod:`lungcad.export.common`), so ``lungcad.load_model(FILE, runtime="onnx")`` needs nothing
+else.
 
 The exporter is PyTorch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``): it
 exports every registered architecture (LSTM, attention included) offline. The dynamo exporter
@@ -88,7 +88,7 @@ def onnx_session(data: bytes | str | Path, threads: int | None = None):
 
 def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET,
                 tolerance: float = DEFAULT_TOLERANCE) -> ExportReport:
-    """Export ``model`` (a :class:`~lungcad.inference.LungModel`) to ``out`` and ``out.json``.
+    """Export ``model`` (a :class:`~lungcad.model_dir.LungModel`) to ``out`` and ``out.json``.
 
     Nothing is written unless ONNX Runtime's probabilities match PyTorch's within ``tolerance``
     at batch sizes 1 and 3 (a LungcadError says by how much they differ otherwise).

@@ -1,14 +1,16 @@
 """A lungcad model whose forward pass runs on ONNX Runtime (CPUExecutionProvider).
 
-:class:`OnnxLungModel` is a :class:`~lungcad.inference.LungModel`: preprocessing
+:class:`OnnxLungModel` is a :class:`~lungcad.model_dir.LungModel`: preprocessing
 (``prepare``), batching (``predict_proba``), the decision rule (``decide``) and ``predict`` are
 LungModel's own; only ``predict_batch`` differs. It has no PyTorch network (``network`` is None),
 so saliency maps need the torch runtime.
 
-:func:`load_onnx_model` accepts
+Load one with ``lungcad.load_model(name_or_path, runtime="onnx")``, which takes
 
-- an ``.onnx`` file written by ``lungcad export`` (the model.json travels inside it);
-- a model directory, run folder or bundled name: its ``model.onnx`` if it has one (refused if
+- an ``.onnx`` file written by ``lungcad export`` (the model.json travels inside it):
+  :func:`read_onnx_file`;
+- a model directory, run folder or bundled name (resolved by the loader), read by
+  :func:`onnx_model_for_dir`: its ``model.onnx`` if it has one (refused if
   that file was exported from other weights or another model.json), otherwise an export made on
   the fly (with the equivalence check) and cached as ``<cache>/onnx/<key>.onnx``, where
   ``<cache>`` is ``$LUNGCAD_CACHE_DIR`` or ``~/.cache/lungcad``, and ``key`` hashes model.json,
@@ -27,7 +29,8 @@ import numpy as np
 
 from lungcad.errors import LungcadError
 from lungcad.export.common import CARD_KEY, EXPORT_KEY, INPUT_NAME, MODEL_JSON_KEY, OUTPUT_NAME
-from lungcad.inference import SPEC_FILE, WEIGHTS_FILE, LungModel, ModelSpec
+from lungcad.hashing import file_sha256
+from lungcad.model_dir import SPEC_FILE, WEIGHTS_FILE, LungModel, ModelSpec, read_model_dir
 
 DIRECTORY_ONNX_FILE = "model.onnx"
 
@@ -126,8 +129,6 @@ def _cache_key(directory: Path, opset: int) -> str:
 
 def _directory_onnx(directory: Path, threads: int | None) -> OnnxLungModel:
     """The directory's own model.onnx, refused if it no longer matches the directory."""
-    from lungcad.models._heads import file_sha256
-
     onnx_file = directory / DIRECTORY_ONNX_FILE
     model = read_onnx_file(onnx_file, threads, directory)
     try:
@@ -159,34 +160,27 @@ def _writable_cache() -> Path | None:
     return folder if os.access(folder, os.W_OK) else None
 
 
-def load_onnx_model(name_or_path: str | Path, threads: int | None = None,
-                    opset: int | None = None) -> OnnxLungModel:
-    """A model running on ONNX Runtime from an exported ``.onnx`` file, or from a model
-    directory / run folder / bundled name (see the module notes: its model.onnx, else an
-    export made on the fly and cached).
+def onnx_model_for_dir(directory: Path, threads: int | None = None,
+                       opset: int | None = None) -> OnnxLungModel:
+    """The model of ``directory`` (a model directory, already resolved) on ONNX Runtime: its
+    model.onnx, else an export made on the fly and cached (see the module notes).
 
     ``threads``: ONNX Runtime's intra-op threads (default: its own choice, the physical cores).
     """
-    from lungcad.inference import resolve_model_dir
-
-    path = Path(name_or_path)
-    if path.suffix.lower() == ".onnx" or path.is_file():
-        return read_onnx_file(path, threads)
-    directory = resolve_model_dir(name_or_path)
+    directory = Path(directory)
     if (directory / DIRECTORY_ONNX_FILE).is_file():
         return _directory_onnx(directory, threads)
     from lungcad.export.onnx_export import DEFAULT_OPSET, export_onnx
-    from lungcad.inference import load_model
 
     opset = opset or DEFAULT_OPSET
     cache = _writable_cache()
     if cache is None:  # a read-only home: export into a temporary folder, used once
         with tempfile.TemporaryDirectory(prefix="lungcad-onnx-") as tmp:
-            export_onnx(load_model(directory), Path(tmp) / "model.onnx", opset)
+            export_onnx(read_model_dir(directory), Path(tmp) / "model.onnx", opset)
             loaded = read_onnx_file(Path(tmp) / "model.onnx", threads, directory)
             loaded.path = None  # the session holds the graph; the file is gone
             return loaded
     cached = cache / f"{_cache_key(directory, opset)}.onnx"
     if not cached.is_file():
-        export_onnx(load_model(directory), cached, opset)
+        export_onnx(read_model_dir(directory), cached, opset)
     return read_onnx_file(cached, threads, directory)

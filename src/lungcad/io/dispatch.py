@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lungcad.errors import LungcadError
 from lungcad.io.base import LoadedImage
+from lungcad.io.jsrt import JSRT_BYTES
 from lungcad.io.source import extension_of, read_head, read_source
 
 SUPPORTED = ("jsrt-raw", "png", "jpeg", "tiff", "bmp", "dicom", "npy")
@@ -15,7 +16,6 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".
                             ".npy", ".img"})
 _SUPPORTED_TEXT = ("JSRT raw .IMG (2048x2048, 12-bit big-endian), PNG, JPEG, TIFF, BMP, "
                    "DICOM (.dcm) and NumPy .npy")
-JSRT_RAW_BYTES = 2048 * 2048 * 2
 _HEAD_BYTES = 132  # enough for every signature: DICOM's "DICM" sits at offset 128
 _RASTER = ("png", "jpeg", "tiff", "bmp")
 _LUNG_PRESETS = ("lung", "mediastinum")
@@ -48,7 +48,7 @@ def _sniff(head: bytes, size: int, label: str, extension: str) -> str:
         return "bmp"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
-    if extension == ".img" or size == JSRT_RAW_BYTES:
+    if extension == ".img" or size == JSRT_BYTES:
         return "jsrt-raw"
     if _looks_like_bare_dicom(head):
         return "dicom"

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from lungcad.atomic import atomic_write
+from lungcad.data.jsrt_geometry import JSRT_MATRIX, JSRT_PIXEL_SPACING_MM
 from lungcad.errors import LungcadError
 from lungcad.io.base import ImageMeta, LoadedImage, finish
 
-JSRT_SIZE = 2048
 JSRT_MAX_VALUE = 4095  # 12 bits
-JSRT_BYTES = JSRT_SIZE * JSRT_SIZE * 2
-JSRT_PIXEL_SPACING_MM = 0.175
+JSRT_BYTES = JSRT_MATRIX * JSRT_MATRIX * 2
 
 
 def read_jsrt_raw(data: bytes, label: str = "JSRT image") -> LoadedImage:
@@ -27,7 +26,7 @@ def read_jsrt_raw(data: bytes, label: str = "JSRT image") -> LoadedImage:
             f"{label} is not a JSRT raw image: it has {len(data):,} bytes, but a JSRT .IMG "
             f"(2048x2048 pixels, 12-bit values in 16-bit big-endian words, no header) has "
             f"exactly {JSRT_BYTES:,} bytes")
-    stored = np.frombuffer(data, dtype=">u2").reshape(JSRT_SIZE, JSRT_SIZE)
+    stored = np.frombuffer(data, dtype=">u2").reshape(JSRT_MATRIX, JSRT_MATRIX)
     highest = int(stored.max())
     if highest > JSRT_MAX_VALUE:
         raise LungcadError(
@@ -35,7 +34,7 @@ def read_jsrt_raw(data: bytes, label: str = "JSRT image") -> LoadedImage:
             f"12-bit (0 to {JSRT_MAX_VALUE}) in big-endian 16-bit words (a little-endian or "
             "otherwise different raw file?)")
     display = (np.float32(JSRT_MAX_VALUE) - stored.astype(np.float32)) / np.float32(JSRT_MAX_VALUE)
-    meta = ImageMeta(format="jsrt-raw", original_shape=(JSRT_SIZE, JSRT_SIZE), bit_depth=12,
+    meta = ImageMeta(format="jsrt-raw", original_shape=(JSRT_MATRIX, JSRT_MATRIX), bit_depth=12,
                      modality="radiograph",
                      pixel_spacing_mm=(JSRT_PIXEL_SPACING_MM, JSRT_PIXEL_SPACING_MM),
                      photometric="MONOCHROME1")
@@ -46,8 +45,8 @@ def jsrt_raw_bytes(display: np.ndarray) -> bytes:
     """The bytes of a JSRT .IMG holding ``display`` (2048x2048, [0, 1], bright = bone), rounded
     to 12 bits: the inverse of :func:`read_jsrt_raw`."""
     display = np.asarray(display)
-    if display.shape != (JSRT_SIZE, JSRT_SIZE):
-        raise LungcadError(f"a JSRT .IMG is {JSRT_SIZE}x{JSRT_SIZE}; got an array of shape "
+    if display.shape != (JSRT_MATRIX, JSRT_MATRIX):
+        raise LungcadError(f"a JSRT .IMG is {JSRT_MATRIX}x{JSRT_MATRIX}; got an array of shape "
                            f"{display.shape} (resize it first)")
     if not np.issubdtype(display.dtype, np.number) or np.issubdtype(display.dtype, np.complexfloating):
         raise LungcadError(f"JSRT display array must be real numbers, not {display.dtype}")

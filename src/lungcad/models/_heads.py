@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lungcad.errors import LungcadError
+from lungcad.hashing import file_sha256
 
 
 def feature_map_to_sequence(features: torch.Tensor) -> torch.Tensor:
@@ -39,14 +39,6 @@ def sum_rgb_conv_to_channels(conv: nn.Conv2d, in_channels: int) -> torch.Tensor:
     """
     summed = conv.weight.detach().sum(dim=1, keepdim=True)
     return summed.repeat(1, in_channels, 1, 1) / in_channels
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_checked_state_dict(path: str | Path, expected_sha256: str | None, what: str) -> dict:

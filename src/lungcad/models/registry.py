@@ -1,4 +1,5 @@
-"""Every architecture registered by name: ``create_model(name, ...)`` is the only door.
+"""The architecture registry: builders register here by name; :mod:`lungcad.models` (which
+imports every builder) holds the lookups, ``create_model(name, ...)`` being the only door.
 
 Models take (N, channels, H, W) float tensors and return logits: shape (N, 1) for a binary task
 (sigmoid) and (N, C) for C > 2 classes (softmax). ``logits_to_probs`` turns either into (N, C).
@@ -6,11 +7,9 @@ Models take (N, channels, H, W) float tensors and return logits: shape (N, 1) fo
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lungcad.errors import LungcadError
 
 
 @dataclass(frozen=True)
@@ -39,38 +38,9 @@ def register_model(name: str, **info) -> Callable:
     return wrap
 
 
-def _ensure_loaded() -> None:
-    import lungcad.models  # noqa: F401  (importing the package registers every architecture)
-
-
-def list_models() -> list[ModelInfo]:
-    _ensure_loaded()
-    return list(_REGISTRY.values())
-
-
-def model_info(name: str) -> ModelInfo:
-    _ensure_loaded()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise LungcadError(f"unknown model {name!r}; registered models: {', '.join(_REGISTRY)}") from None
-
-
-def create_model(name: str, num_classes: int, **kwargs):
-    """Build a registered architecture for ``num_classes`` classes (2 means one sigmoid logit)."""
-    info = model_info(name)
-    if num_classes < 2:
-        raise LungcadError(f"a model needs at least 2 classes, got {num_classes}")
-    num_outputs = 1 if num_classes == 2 else num_classes
-    arguments = {**info.defaults, **kwargs}
-    try:
-        return info.builder(num_outputs=num_outputs, **arguments)
-    except TypeError as exc:
-        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-        if unknown is None:
-            raise
-        raise LungcadError(f"model {name} does not take the argument {unknown.group(1)!r} "
-                           "(check model_args in the config)") from None
+def registered() -> dict[str, ModelInfo]:
+    """The architectures registered so far (import :mod:`lungcad.models` to register all)."""
+    return dict(_REGISTRY)
 
 
 def logits_to_probs(logits):

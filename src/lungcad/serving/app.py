@@ -25,19 +25,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lungcad import __version__
+from lungcad.disclaimer import DISCLAIMER
 from lungcad.errors import LungcadError
+from lungcad.inference import load_model
 from lungcad.serving.heatmap import HeatmapUnavailable
 from lungcad.serving.limits import BodySizeLimitMiddleware
-from lungcad.serving.loading import load_serving_model
 from lungcad.serving.service import (ApiError, ServedModel, decode_upload, display_fields,
                                      heatmap_fields, predict_payload, unique_ids)
 from lungcad.serving.settings import ServeSettings
+from lungcad.version import __version__
 
 STATIC_DIR = Path(__file__).parent / "static"
 API = "/api/v1"
-DISCLAIMER = ("Research software, not a medical device: its output is not a diagnosis and must "
-              "not guide the care of any patient.")
 log = logging.getLogger("lungcad.serving")
 
 
@@ -106,10 +105,10 @@ _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, tex
 
 
 def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> FastAPI:
-    """The web app serving ``models``: loaded :class:`~lungcad.inference.LungModel` objects, or
+    """The web app serving ``models``: loaded :class:`~lungcad.model_dir.LungModel` objects, or
     names/paths loaded here with ``settings.runtime``. The first model is the default."""
     settings = settings or ServeSettings()
-    loaded = [load_serving_model(m, settings.runtime, settings.threads)
+    loaded = [load_model(m, settings.runtime, settings.threads)
               if isinstance(m, (str, Path)) else m for m in models]
     if not loaded:
         raise LungcadError("no model to serve; pass at least one model directory")
@@ -179,7 +178,7 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         payload = await chosen.run(predict_payload, chosen, image)
         if want_heatmap:
             try:
-                heat = await chosen.run(chosen.explainer.saliency, image.array)
+                heat = await chosen.run(chosen.heatmaps.saliency, image.array)
             except HeatmapUnavailable as error:
                 # The prediction stands; the answer says why it comes without a heatmap.
                 payload["heatmap_error"] = str(error)

@@ -28,7 +28,7 @@ def _explain_module():
     except ImportError as error:
         raise HeatmapUnavailable("heatmaps are not available in this installation "
                                  f"(lungcad.explain cannot be imported: {error})") from error
-    missing = [f for f in ("saliency_map", "overlay", "png_bytes") if not hasattr(explain, f)]
+    missing = [f for f in ("Explainer", "overlay", "png_bytes") if not hasattr(explain, f)]
     if missing:
         raise HeatmapUnavailable("heatmaps are not available in this installation "
                                  f"(lungcad.explain lacks {', '.join(missing)})")
@@ -47,17 +47,21 @@ def heatmaps_unavailable_reason(model) -> str | None:
     return None
 
 
-class Explainer:
-    """Saliency maps for one model, one at a time, and their pictures.
+class HeatmapService:
+    """Saliency maps for one served model, one at a time, and their pictures.
 
-    :func:`lungcad.explain.saliency_map` works on a private copy of the network, so its hooks
-    never touch the network that serves predictions; the lock bounds the memory and CPU that
-    heatmaps take to one at a time per model, however many threads the model is given.
+    It holds one :class:`lungcad.explain.Explainer` (a private copy of the network with Grad-CAM
+    hooks, so they never touch the network that serves predictions), built on the first heatmap
+    request and reused for every later one: never a copy per request. The lock makes the maps
+    one at a time per model (the explainer keeps state between its forward and backward
+    passes), which also bounds the memory and CPU they take, however many threads the model
+    is given.
     """
 
     def __init__(self, model, method: str = "gradcam") -> None:
         self._model = model
         self._lock = threading.Lock()
+        self._explainer = None  # the saliency Explainer, built on first use
         self.method = method
 
     def saliency(self, image: np.ndarray) -> np.ndarray:
@@ -67,8 +71,9 @@ class Explainer:
             raise HeatmapUnavailable(reason)
         explain = _explain_module()
         with self._lock:
-            return np.asarray(explain.saliency_map(self._model, image, method=self.method),
-                              np.float32)
+            if self._explainer is None:
+                self._explainer = explain.Explainer(self._model, self.method)
+            return np.asarray(self._explainer(np.asarray(image, dtype=np.float32)), np.float32)
 
     def render(self, image: np.ndarray, heat: np.ndarray, display_side: int,
                with_layer: bool = False) -> HeatmapImages:

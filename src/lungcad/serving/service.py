@@ -13,7 +13,7 @@ from pathlib import PurePath
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.serving.heatmap import Explainer, grayscale_png, heatmaps_unavailable_reason
+from lungcad.serving.heatmap import HeatmapService, grayscale_png, heatmaps_unavailable_reason
 
 
 class ApiError(Exception):
@@ -30,11 +30,11 @@ class ServedModel:
     id: str
     model: object  # a LungModel, or a model with the same interface (ONNX runtime)
     workers: int = 1
-    explainer: Explainer = field(init=False)
+    heatmaps: HeatmapService = field(init=False)
     executor: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.explainer = Explainer(self.model)
+        self.heatmaps = HeatmapService(self.model)
         # The model's own long-lived threads: PyTorch's OpenMP keeps a thread team per calling
         # thread, so always calling from the same few threads (rather than from whichever of
         # the server's many pool threads is free) avoids piling up idle, spinning teams.
@@ -130,7 +130,7 @@ def predict_payload(served: ServedModel, loaded) -> dict:
 
 def heatmap_fields(served: ServedModel, image: np.ndarray, heat: np.ndarray,
                    display_side: int, for_page: bool) -> dict:
-    maps = served.explainer.render(image, heat, display_side, with_layer=for_page)
+    maps = served.heatmaps.render(image, heat, display_side, with_layer=for_page)
     fields = {"heatmap_png": b64(maps.overlay_png), "heatmap_method": maps.method}
     if for_page:
         fields["heatmap_layer_png"] = b64(maps.layer_png)

@@ -1,5 +1,5 @@
-"""Training on Lightning: config files, data, the LightningModule, callbacks and the run folder.
-
-Entry points: :func:`lungcad.training.run.train_run` and :func:`lungcad.training.config.load_config`
-(imported lazily: this package must not pull in torch when the CLI starts).
+"""Training: configs, the trainer registry, the one code path from a config to a model
+directory (:func:`lungcad.training.fit.train`), and the trainers (Lightning, linear probe,
+nodule heatmap). Heavy libraries are imported inside functions: this package must not pull in
+torch when the CLI starts.
 """

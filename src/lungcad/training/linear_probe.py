@@ -1,9 +1,9 @@
 """Trainer ``linear_probe``: frozen ImageNet EfficientNet-Lite0 features + logistic regression.
 
-``fit_fold(manifest, train_paths, val_paths, task, out_dir, config) -> model_dir`` writes an
-ordinary ``efficientnet-lite0`` model directory whose backbone is the untouched ImageNet network
-and whose classifier (``backbone._fc``) holds a scikit-learn logistic regression, so that
-``lungcad predict``, ``explain``, ``export`` and ``serve`` use it like any other model.
+A registered trainer (:mod:`lungcad.training.registry`): its model is an ordinary
+``efficientnet-lite0`` whose backbone is the untouched ImageNet network and whose classifier
+(``backbone._fc``) holds a scikit-learn logistic regression, so that ``lungcad predict``,
+``explain``, ``export`` and ``serve`` use it like any other model.
 
 Why: on 2 CPU cores a fine-tuned network costs minutes an epoch, while the frozen features of
 one dataset take about a minute once and the regression seconds a fold. The features are the
@@ -15,7 +15,8 @@ weights' sha256), so the folds of an experiment and its final model compute them
 
 Settings (config keys; every value fixed before any test fold is seen):
 
-- ``image_size`` (224), ``threshold`` (binary tasks: ``youden``, chosen on ``val_paths``);
+- ``image_size`` (224), ``threshold`` (binary tasks: ``youden``, chosen on the validation part
+  by :func:`lungcad.training.fit.finish`);
 - ``pooling``: ``avg`` (the network's own) or ``max`` (global max of the last feature map);
 - ``Cs`` (inverse regularisation strengths tried) and ``inner_folds`` (5): the strength is
   picked by an inner stratified cross-validation on the training part alone (log loss);
@@ -30,6 +31,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from lungcad.errors import LungcadError
+from lungcad.training.registry import TrainedFold, register_trainer
 
 ARCHITECTURE = "efficientnet-lite0"
 DEFAULTS: dict = {
@@ -53,7 +55,7 @@ def _config(config: Mapping | None) -> dict:
 
 def base_network(num_classes: int, pooling: str = "avg"):
     """The ImageNet EfficientNet-Lite0 (one-channel stem) with a fresh classifier."""
-    from lungcad.models.registry import create_model
+    from lungcad.models import create_model
 
     return create_model(ARCHITECTURE, num_classes, pretrained=True, freeze_backbone=True,
                         pooling=pooling)
@@ -155,33 +157,28 @@ def regression_as_linear(pipeline) -> tuple[np.ndarray, np.ndarray]:
     return coef.astype(np.float32), bias.astype(np.float32)
 
 
-def fit_fold(manifest, train_paths: Sequence[str], val_paths: Sequence[str], task,
-             out_dir: str | Path, config: Mapping | None = None, *, log=print) -> Path:
-    """Fit on ``train_paths``, choose the threshold on ``val_paths``, save ``out_dir/model``."""
+@register_trainer("linear_probe", defaults=DEFAULTS,
+                  description="frozen ImageNet EfficientNet-Lite0 features + logistic regression "
+                              "(strength by inner cross-validation on the training part)")
+def fit(view, out_dir: str | Path, config: Mapping | None = None, *, resume: bool = True,
+        log=print):
+    """Fit on ``view``'s training part; its validation probabilities come back unrounded."""
     import torch
 
-    from lungcad.data.manifest import Manifest
-    from lungcad.data.tasks import get_task
-    from lungcad.evaluation.thresholds import choose_threshold
-    from lungcad.inference import ModelSpec, save_model_dir
-    from lungcad.models.registry import logits_to_probs, model_info
+    from lungcad.model_dir import ModelSpec
+    from lungcad.models import logits_to_probs, model_info
     from lungcad.preprocess import Preprocessing
 
     cfg = _config(config)
-    task = get_task(task) if isinstance(task, str) else task
-    if not isinstance(manifest, Manifest):
-        manifest = Manifest.load(manifest)
-    if not train_paths or not val_paths:
-        raise LungcadError("linear_probe: both the training and the validation part need images")
+    manifest, task = view.manifest, view.task
+    train_paths, val_paths = list(view.train), list(view.val)
     size = int(cfg["image_size"])
     if size % 32:
         raise LungcadError(f"linear_probe: image_size must be a multiple of 32, got {size}")
     torch.set_num_threads(int(cfg["torch_threads"]))
     info = model_info(ARCHITECTURE)
     preprocessing = Preprocessing(size, 1, info.mean, info.std)
-    train_rows = manifest.rows_for(list(train_paths))
-    task.check_labels(train_rows["label"])
-    y = np.asarray(task.class_index(train_rows["label"]), dtype=int)
+    y = np.asarray(view.labels("train"), dtype=int)
     if len(np.unique(y)) < len(task.classes):
         raise LungcadError(f"linear_probe: the training part lacks class(es) of {task.name}")
 
@@ -193,32 +190,28 @@ def fit_fold(manifest, train_paths: Sequence[str], val_paths: Sequence[str], tas
     with torch.no_grad():
         network.backbone._fc.weight.copy_(torch.from_numpy(weight))
         network.backbone._fc.bias.copy_(torch.from_numpy(bias))
+    val_feats = torch.from_numpy(features_for(network, manifest, val_paths, preprocessing,
+                                              batch, log))
+    with torch.inference_mode():
+        val_probs = logits_to_probs(network.backbone._fc(val_feats)).numpy()
 
-    threshold, rule = None, "most probable class"
-    if len(task.classes) == 2:
-        val_rows = manifest.rows_for(list(val_paths))
-        val_feats = torch.from_numpy(features_for(network, manifest, val_paths, preprocessing,
-                                                  batch, log))
-        with torch.inference_mode():
-            val_probs = logits_to_probs(network.backbone._fc(val_feats)).numpy()[:, 1]
-        threshold = float(choose_threshold(np.asarray(task.class_index(val_rows["label"])),
-                                           val_probs, cfg["threshold"]))
-        rule = str(cfg["threshold"])
     strength = float(np.ravel(pipeline[-1].C_)[0])
     spec = ModelSpec(name=cfg.get("name") or f"{task.name}-linear-probe-lite0",
                      architecture=ARCHITECTURE, task=task.name, classes=list(task.classes),
-                     preprocessing=preprocessing, threshold=threshold, threshold_rule=rule,
+                     preprocessing=preprocessing,
                      architecture_args={"pretrained": False, "freeze_backbone": True,
                                         "pooling": str(cfg["pooling"])},
                      modality=str(cfg.get("modality") or "ct"),
-                     metrics={"n_train": len(train_paths), "n_val": len(val_paths),
-                              "regression_C": strength})
-    threshold_line = (f"- Threshold {threshold:.4g} ({rule}) chosen on {len(val_paths)} "
-                      "validation images\n" if threshold is not None else
-                      "- Decision: the most probable class\n")
-    card = (f"# {spec.name}\n\nResearch software, not a medical device. Not for diagnosis.\n\n"
-            f"- Architecture: `{ARCHITECTURE}` ({size} px), ImageNet backbone frozen; its "
-            f"classifier is a logistic regression on the {cfg['pooling']}-pooled features\n"
-            f"- Trained on {len(train_paths)} images of `{manifest.root}` (C = {strength:g}, "
-            "picked by inner cross-validation on the training images)\n" + threshold_line)
-    return save_model_dir(Path(out_dir) / "model", network, spec, card)
+                     metrics={"n_train": len(train_paths), "regression_C": strength})
+
+    def card(final) -> str:
+        decision = (f"- Threshold {final.threshold:.4g} ({final.threshold_rule})\n"
+                    if final.threshold is not None else "- Decision: the most probable class\n")
+        return (f"# {final.name}\n\nResearch software, not a medical device. Not for "
+                f"diagnosis.\n\n- Architecture: `{ARCHITECTURE}` ({size} px), ImageNet backbone "
+                f"frozen; its classifier is a logistic regression on the {cfg['pooling']}-pooled "
+                f"features\n- Trained on {len(train_paths)} images of `{manifest.root}` "
+                f"(C = {strength:g}, picked by inner cross-validation on the training images)\n"
+                + decision)
+
+    return TrainedFold(network, spec, card, val_probs)

@@ -7,7 +7,7 @@ import torch
 import torchmetrics
 from torch import nn
 
-from lungcad.models.registry import logits_to_probs
+from lungcad.models import logits_to_probs
 
 
 def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Trainer for ``nodule-heatmap-lite0``: dense nodule supervision from the JSRT annotations.
 
-``fit_fold(manifest, train_paths, val_paths, task, out_dir, config) -> model_dir`` trains one
-fold and writes a lungcad model directory. Training uses, besides the image, the manifest's
-nodule centre (``x_512``, ``y_512``: column and row in a 512 px image), diameter (``size_mm``,
-0.7 mm per pixel at 512 px) and label; prediction needs only the image.
+A registered trainer (:mod:`lungcad.training.registry`) for ``jsrt-nodule`` and
+``jsrt-malignant``. Training uses, besides the image, the manifest's nodule centre (``x_512``,
+``y_512``: column and row in a 512 px image), diameter (``size_mm``, 0.7 mm per pixel at 512 px)
+and label; prediction needs only the image.
 
 Why it is built this way (2 shared CPU cores, about 180 training images a fold):
 
@@ -28,10 +28,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
 from lungcad.errors import LungcadError
+from lungcad.training.registry import TrainedFold, register_trainer
 
 ARCHITECTURE = "nodule-heatmap-lite0"
-MM_PER_PIXEL_512 = 0.7
 REQUIRED_COLUMNS = ("label", "x_512", "y_512", "size_mm")
 TASK_OUTPUT = {"jsrt-nodule": "nodule", "jsrt-malignant": "malignant"}
 DEFAULTS: dict = {
@@ -77,7 +78,7 @@ def cell_targets(rows: pd.DataFrame, grid: int, image_size: int,
         if str(row["label"]) == "non_nodule" or pd.isna(row["x_512"]):
             continue
         x, y = float(row["x_512"]) * scale, float(row["y_512"]) * scale
-        radius = float(row["size_mm"]) / MM_PER_PIXEL_512 / 2 * scale
+        radius = float(row["size_mm"]) / JSRT_PIXEL_MM_AT_512 / 2 * scale
         disc = (cx - x) ** 2 + (cy - y) ** 2 <= radius ** 2
         disc[min(int(y // stride), grid - 1), min(int(x // stride), grid - 1)] = True
         nodule[k] = disc
@@ -103,7 +104,7 @@ def frozen_features(network, images: Sequence[np.ndarray], batch_size: int = 8) 
 
 def _load_preprocessed(manifest, paths: Sequence[str], size: int) -> list[np.ndarray]:
     from lungcad.io import load_image
-    from lungcad.models.registry import model_info
+    from lungcad.models import model_info
     from lungcad.preprocess import Preprocessing
 
     info = model_info(ARCHITECTURE)
@@ -263,90 +264,116 @@ def _task_labels(task, rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(task.class_index(rows["label"]), dtype=int)
 
 
-def fit_fold(manifest, train_paths: Sequence[str], val_paths: Sequence[str], task,
-             out_dir: str | Path, config: Mapping | None = None, *,
-             feature_cache: Mapping[str, dict] | None = None, log=print) -> Path:
-    """Train ``nodule-heatmap-lite0`` on ``train_paths``; threshold on ``val_paths``; save it.
-
-    ``manifest``: a :class:`lungcad.data.manifest.Manifest` (or its folder); ``task``:
-    ``jsrt-nodule`` or ``jsrt-malignant`` (name or Task). ``feature_cache`` (optional) maps a
-    path to its precomputed :func:`frozen_features` entries, to save time across folds.
-    Returns the model directory ``out_dir/model``.
-    """
-    name = task if isinstance(task, str) else task.name
-    return fit_fold_tasks(manifest, train_paths, val_paths, [name], out_dir, config,
-                          feature_cache=feature_cache, log=log)[name]
-
-
-def fit_fold_tasks(manifest, train_paths: Sequence[str], val_paths: Sequence[str],
-                   tasks: Sequence[str], out_dir: str | Path, config: Mapping | None = None, *,
-                   feature_cache: Mapping[str, dict] | None = None, log=print,
-                   score_paths: Sequence[str] = ()) -> dict:
-    """One training (both outputs are trained anyway), one model directory per task.
-
-    With one task the directory is ``out_dir/model``; with several, ``out_dir/<task>/model``.
-    Returns {task name: model directory}; with ``score_paths`` also {"scores": {task: probs}}
-    for those images (e.g. a fold's test part), computed from the cached features.
-    """
+def _network(cfg: dict):
     import torch
 
-    from lungcad.data.manifest import Manifest
-    from lungcad.data.tasks import get_task
-    from lungcad.evaluation.thresholds import choose_threshold
-    from lungcad.inference import ModelSpec, save_model_dir
-    from lungcad.models.registry import create_model, model_info
-    from lungcad.preprocess import Preprocessing
-    from lungcad.training.run import _architecture_args_for_loading
+    from lungcad.models import create_model
 
-    cfg = _config(config)
-    task_objs = [get_task(t) for t in tasks]
-    for t in task_objs:
-        if t.name not in TASK_OUTPUT:
-            raise LungcadError(f"{ARCHITECTURE} trains only {sorted(TASK_OUTPUT)}, not {t.name}")
-    if not isinstance(manifest, Manifest):
-        manifest = Manifest.load(manifest)
-    if not train_paths or not val_paths:
-        raise LungcadError(f"{ARCHITECTURE}: both the training and the validation part need images")
     torch.set_num_threads(int(cfg["torch_threads"]))
     size = int(cfg["image_size"])
     if size % 32:
         raise LungcadError(f"{ARCHITECTURE}: image_size must be a multiple of 32, got {size}")
     torch.manual_seed(int(cfg["seed"]))  # the head's initial weights, reproducibly
-    network = create_model(ARCHITECTURE, 2, **cfg["model_args"])
-    train_rows, val_rows = manifest.rows_for(list(train_paths)), manifest.rows_for(list(val_paths))
-    for t in task_objs:
+    return create_model(ARCHITECTURE, 2, **cfg["model_args"])
+
+
+def _output(task) -> str:
+    if task.name not in TASK_OUTPUT:
+        raise LungcadError(f"{ARCHITECTURE} trains only {sorted(TASK_OUTPUT)}, not {task.name}")
+    return TASK_OUTPUT[task.name]
+
+
+def _trained_fold(network, cfg: dict, task, manifest, n_train: int, val_scores: np.ndarray):
+    """The network set to ``task``'s output, its spec and card, for :func:`fit.finish`."""
+    from lungcad.model_dir import ModelSpec
+    from lungcad.models import loading_args, model_info
+    from lungcad.preprocess import Preprocessing
+
+    output, size = _output(task), int(cfg["image_size"])
+    info = model_info(ARCHITECTURE)
+    network.output = output
+    spec = ModelSpec(name=cfg.get("name", f"{task.name}-{ARCHITECTURE}"),
+                     architecture=ARCHITECTURE, task=task.name, classes=list(task.classes),
+                     preprocessing=Preprocessing(size, 1, info.mean, info.std),
+                     architecture_args=loading_args(ARCHITECTURE,
+                                                    {**cfg["model_args"], "output": output}),
+                     modality="chest radiograph", metrics={"n_train": n_train})
+
+    def card(final) -> str:
+        return (f"# {final.name}\n\nResearch software, not a medical device. Not for "
+                f"diagnosis.\n\n- Architecture: `{ARCHITECTURE}` ({size} px), output "
+                f"`{output}`: the image score is the strongest 16 px cell of a nodule heatmap\n"
+                f"- Trained on {n_train} images of `{manifest.root}` with the nodule positions "
+                "and sizes as cell targets; prediction uses the image only\n"
+                f"- Threshold {final.threshold:.4g} ({final.threshold_rule})\n")
+
+    probs = np.stack([1.0 - val_scores.astype(np.float64), val_scores.astype(np.float64)], 1)
+    return TrainedFold(network, spec, card, probs)
+
+
+def _train(manifest, view_tasks, train_paths, cfg, feature_cache, log):
+    network = _network(cfg)
+    train_rows = manifest.rows_for(list(train_paths))
+    for t in view_tasks:
+        _output(t)
         t.check_labels(train_rows["label"])
-    feats = _features_for(network, manifest, train_paths, size, feature_cache)
-    nodule, malignant = cell_targets(train_rows, feats["f16"].shape[-1], size)
+    feats = _features_for(network, manifest, train_paths, int(cfg["image_size"]), feature_cache)
+    nodule, malignant = cell_targets(train_rows, feats["f16"].shape[-1], int(cfg["image_size"]))
     train_heatmap_network(network, feats, nodule, malignant, cfg, log=log)
+    return network
+
+
+@register_trainer("nodule_heatmap", defaults=DEFAULTS,
+                  description="nodule-heatmap-lite0: 16 px cell targets from the JSRT nodule "
+                              "positions on frozen ImageNet Lite0 features (jsrt-nodule, "
+                              "jsrt-malignant)")
+def fit(view, out_dir: str | Path, config: Mapping | None = None, *, resume: bool = True,
+        feature_cache: Mapping[str, dict] | None = None, log=print):
+    """Train ``nodule-heatmap-lite0`` on ``view``'s training part; score its validation part.
+
+    ``feature_cache`` (optional) maps a path to its precomputed :func:`frozen_features`
+    entries, to save time across folds.
+    """
+    cfg = _config(config)
+    network = _train(view.manifest, [view.task], list(view.train), cfg, feature_cache, log)
+    val_feats = _features_for(network, view.manifest, list(view.val), int(cfg["image_size"]),
+                              feature_cache)
+    val_scores = score_features(network, val_feats, _output(view.task))
+    return _trained_fold(network, cfg, view.task, view.manifest, len(view.train), val_scores)
+
+
+def train_tasks(manifest, train_paths: Sequence[str], val_paths: Sequence[str],
+                tasks: Sequence[str], config: Mapping | None = None, *,
+                feature_cache: Mapping[str, dict] | None = None, log=print,
+                score_paths: Sequence[str] = ()) -> dict:
+    """One training (both outputs are trained anyway) for several tasks.
+
+    Returns {task name: :class:`TrainedFold`} (for :func:`lungcad.training.fit.finish`, which
+    decides each threshold on ``val_paths``); with ``score_paths`` also {"scores": {task:
+    probs}} for those images (e.g. a fold's test part), computed from the cached features.
+    """
+    import copy
+
+    from lungcad.data.manifest import Manifest
+    from lungcad.data.tasks import get_task
+
+    cfg = _config(config)
+    task_objs = [get_task(t) for t in tasks]
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.load(manifest)
+    if not train_paths or not val_paths:
+        raise LungcadError(f"{ARCHITECTURE}: both the training and the validation part need images")
+    network = _train(manifest, task_objs, train_paths, cfg, feature_cache, log)
+    size = int(cfg["image_size"])
     val_feats = _features_for(network, manifest, val_paths, size, feature_cache)
     score_feats = (_features_for(network, manifest, score_paths, size, feature_cache)
                    if len(score_paths) else None)
-
-    info = model_info(ARCHITECTURE)
     result: dict = {"scores": {}}
     for t in task_objs:
-        output = TASK_OUTPUT[t.name]
-        val_scores = score_features(network, val_feats, output)
-        threshold = choose_threshold(_task_labels(t, val_rows), val_scores, cfg["threshold"])
+        output = _output(t)
         if score_feats is not None:
             result["scores"][t.name] = score_features(network, score_feats, output)
-        network.output = output
-        model_args = {**cfg["model_args"], "output": output}
-        spec = ModelSpec(name=cfg.get("name", f"{t.name}-{ARCHITECTURE}"),
-                         architecture=ARCHITECTURE, task=t.name, classes=list(t.classes),
-                         preprocessing=Preprocessing(size, 1, info.mean, info.std),
-                         threshold=float(threshold), threshold_rule=str(cfg["threshold"]),
-                         architecture_args=_architecture_args_for_loading(ARCHITECTURE, model_args),
-                         modality="chest radiograph",
-                         metrics={"n_train": len(train_paths), "n_val": len(val_paths)})
-        card = (f"# {spec.name}\n\nResearch software, not a medical device. Not for diagnosis.\n\n"
-                f"- Architecture: `{ARCHITECTURE}` ({size} px), output `{output}`: the image "
-                "score is the strongest 16 px cell of a nodule heatmap\n"
-                f"- Trained on {len(train_paths)} images of `{manifest.root}` with the nodule "
-                "positions and sizes as cell targets; prediction uses the image only\n"
-                f"- Threshold {threshold:.4g} ({cfg['threshold']}) chosen on {len(val_paths)} "
-                "validation images\n")
-        where = Path(out_dir) / "model" if len(task_objs) == 1 else Path(out_dir) / t.name / "model"
-        result[t.name] = save_model_dir(where, network, spec, card)
+        result[t.name] = _trained_fold(copy.deepcopy(network), cfg, t, manifest,
+                                       len(train_paths),
+                                       score_features(network, val_feats, output))
     return result

@@ -17,8 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from lungcad.errors import LungcadError
 
 DATASET_NOTES = {
@@ -56,53 +54,51 @@ LIMITS = {
 
 def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = None,
               command: str | None = None, log: Callable[[str], None] = print) -> Path:
-    """``command``: the command line that ran this (for the card's "Reproduce" section)."""
     """Train ``config`` on every labelled image of its split; threshold from the experiment's
-    pooled out-of-fold predictions; write ``exp_dir/final/model`` with its model card."""
-    from lungcad.data.manifest import Manifest
-    from lungcad.data.splits import load_split
-    from lungcad.data.tasks import get_task
+    pooled out-of-fold predictions; write ``exp_dir/final/model`` with its model card.
+    ``command``: the command line that ran this (for the card's "Reproduce" section)."""
+    from lungcad.data.splits import load_fold, whole_dataset
     from lungcad.evaluation.predictions import read_predictions
-    from lungcad.evaluation.thresholds import choose_threshold, parse_threshold_rule
-    from lungcad.experiment import LIGHTNING, fold_parts, resolve_trainer
-    from lungcad.inference import load_model, save_model_dir
+    from lungcad.evaluation.thresholds import ValidationPredictions, decide_threshold
+    from lungcad.model_dir import save_model_dir
+    from lungcad.training.trainers import get_trainer
 
     exp_dir = Path(exp_dir).resolve()
-    if options.trainer == LIGHTNING:
-        raise LungcadError("--final needs a trainer that does not pick its checkpoint on "
-                           "validation images (linear_probe, nodule_heatmap); the lightning "
-                           "trainer does, and a final model has no images left to validate on")
+    trainer = get_trainer(config["trainer"])
+    if trainer.selects_on_validation:
+        raise LungcadError(f"--final needs a trainer that does not pick its checkpoint on "
+                           f"validation images (linear_probe, nodule_heatmap); {trainer.name} "
+                           "does, and a final model has no images left to validate on")
     meta = _finished_meta(exp_dir)
     if _comparable(meta["config"]) != _comparable(config):
         raise LungcadError(f"{exp_dir} was cross-validated with another config; --final trains "
                            "exactly the recipe that was cross-validated")
-    manifest, task = Manifest.load(config["dataset"]), get_task(config["task"])
-    parts = fold_parts(load_split(config["split"]), manifest, task, 0)
-    every = sorted(set(parts.train) | set(parts.val) | set(parts.test))
+    fold0 = load_fold(config["dataset"], config["split"], config["task"], 0)
+    manifest, task = fold0.manifest, fold0.task
+    view = whole_dataset(manifest, task, sorted(set(fold0.train) | set(fold0.val)
+                                                | set(fold0.test)))
 
-    oof = read_predictions(exp_dir / "oof_predictions.csv")
-    threshold, rule = None, "most probable class"
-    if len(task.classes) == 2:
-        parsed = parse_threshold_rule(str(config.get("threshold", "youden")))
-        y = (oof["true_label"] == task.classes[1]).to_numpy(dtype=int)
-        threshold = float(choose_threshold(y, oof[f"prob_{task.classes[1]}"].to_numpy(), parsed))
-        rule = (f"{parsed.text} on the pooled out-of-fold predictions of the "
-                f"{meta['split']['n_folds']}-fold cross-validation ({len(oof)} images)")
+    oof_file = exp_dir / "oof_predictions.csv"
+    oof = ValidationPredictions.out_of_fold(read_predictions(oof_file), task.classes,
+                                            str(oof_file))
+    choice = decide_threshold(oof, str(config.get("threshold", "youden")))
+    rule = (f"{choice.rule} on the pooled out-of-fold predictions of the "
+            f"{meta['split']['n_folds']}-fold cross-validation ({len(oof.paths)} images)"
+            if choice.value is not None else choice.description)
 
     work = exp_dir / "final"
     shutil.rmtree(work / "fit", ignore_errors=True)  # an interrupted earlier fit
-    log(f"final model: training ({options.trainer}) on all {len(every)} images into {work}")
-    fit_fold = resolve_trainer(options.trainer)
-    # the trainer's own threshold (chosen on its training images) is replaced below
-    trained = load_model(fit_fold(manifest, every, every, task, work / "fit", dict(config)))
+    log(f"final model: training ({trainer.name}) on all {len(view.train)} images into {work}")
+    (work / "fit").mkdir(parents=True, exist_ok=True)
+    trained = trainer.fit(view, work / "fit", dict(config), resume=False, log=log)
     report = json.loads((exp_dir / "report" / "report.json").read_text())
     base = _weights_base(trained.spec)
     args = dict(trained.spec.architecture_args)
     if base == "pretrained":
         args["pretrained"] = True
-    spec = replace(trained.spec, name=name or exp_dir.name, threshold=threshold,
+    spec = replace(trained.spec, name=name or exp_dir.name, threshold=choice.value,
                    threshold_rule=rule, weights_base=base, architecture_args=args,
-                   metrics={"n_train": len(every),
+                   metrics={"n_train": len(view.train),
                             "cross_validation": _cv_metrics(report, meta, manifest)})
     summary = json.loads((exp_dir / "summary.json").read_text())
     if summary.get("localisation"):
@@ -137,7 +133,7 @@ def _comparable(config: dict) -> dict:
 
 def _weights_base(spec) -> str:
     """"pretrained" where the architecture starts from pretrained weights (store only changes)."""
-    from lungcad.models.registry import model_info
+    from lungcad.models import model_info
 
     return "pretrained" if "pretrained" in model_info(spec.architecture).defaults else "none"
 

@@ -11,7 +11,9 @@ import pytest
 
 import lungcad
 from lungcad.cli import main
-from lungcad.inference import BUNDLED_DIR, bundled_models, load_model
+from lungcad.disclaimer import DISCLAIMER
+from lungcad.inference import load_model
+from lungcad.model_dir import BUNDLED_DIR, bundled_models
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {"jsrt-malignant": "chest radiograph", "ct-normal-vs-abnormal": "ct",
@@ -94,7 +96,7 @@ def test_demo_writes_a_page_with_every_verdict_and_heatmap(tmp_path, capsys):
     page = tmp_path / "demo" / "demo.html"
     assert f"demo report: {page.resolve()}" in printed
     text = page.read_text()
-    assert "Research software, not a medical device" in text
+    assert DISCLAIMER in text and "research software, not a medical device" in text
     for name in SHIPPED:
         assert f"<code>{name}</code>" in text
     assert text.count('src="data:image/png;base64,') == 2 * len(SHIPPED)  # image and heatmap

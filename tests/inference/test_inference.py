@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lungcad.errors import LungcadError
-from lungcad.inference import ModelSpec, load_model, save_model_dir
+from lungcad.inference import load_model
+from lungcad.model_dir import ModelSpec, save_model_dir
 from lungcad.models import create_model
 from lungcad.preprocess import Preprocessing
 
@@ -93,3 +94,14 @@ def test_pretrained_base_refuses_foreign_tensors_and_unknown_bases(tmp_path):
     (tmp_path / "m" / "model.json").write_text(json.dumps({**spec, "weights_base": "imagenet?"}))
     with pytest.raises(LungcadError, match="weights_base"):
         load_model(tmp_path / "m")
+
+
+def test_one_loader_for_both_runtimes(tmp_path):
+    import lungcad
+    import lungcad.inference
+
+    assert lungcad.load_model is lungcad.inference.load_model
+    make_model_dir(tmp_path / "m")
+    with pytest.raises(LungcadError, match="unknown runtime 'tf'; choose one of torch, onnx"):
+        lungcad.load_model(tmp_path / "m", runtime="tf")
+    assert lungcad.load_model(tmp_path / "m", runtime="torch", threads=1).spec.name == "t"
