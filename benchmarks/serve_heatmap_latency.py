@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from serve_common import default_image, free_port, rss_mb, start_server
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LUNGCAD_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,54 +42,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="the server's --threads (default: its own, the CPUs available)")
     return parser.parse_args()
-
-
-def default_image(folder: Path) -> Path:
-    slices = sorted((SHARED / "iqothnccd" / "images").glob("*/*.jpg"))
-    if slices:
-        return slices[0]
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    path = folder / "synthetic.png"
-    Image.fromarray(rng.integers(0, 256, (512, 512), dtype=np.uint8), mode="L").save(path)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(model: str, port: int, threads: int | None) -> subprocess.Popen:
-    import httpx
-
-    command = [sys.executable, "-m", "lungcad", "serve", model, "--port", str(port),
-               "--log-level", "warning"]
-    if threads:
-        command += ["--threads", str(threads)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited: {process.stderr.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    process.terminate()
-    raise SystemExit("the server did not answer within 180 s")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def machine() -> str:
@@ -113,7 +62,8 @@ def main() -> int:
         image = Path(args.image) if args.image else default_image(Path(tmp))
         payload = image.read_bytes()
         port = free_port()
-        server = start_server(args.model, port, args.threads)
+        server = start_server([args.model] + (["--threads", str(args.threads)]
+                                              if args.threads else []), port, wait_s=180)
         url = f"http://127.0.0.1:{port}/api/v1/predict"
         times = []
         try:

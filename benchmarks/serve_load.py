@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +32,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from serve_common import default_image, free_port, start_server
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LUNGCAD_SHARED_DATA", ROOT.parent / "shared" / "data"))
 GOAL_RATIO = 0.8
 
 
@@ -99,45 +96,6 @@ def default_model(folder: Path) -> Path:
                      threshold=0.5, modality="ct")
     return save_model_dir(folder / "ct-cnn-untrained", create_model("ct-cnn", 2), spec,
                           card="Untrained ct-cnn for the load benchmark.")
-
-
-def default_image(folder: Path) -> Path:
-    slices = sorted((SHARED / "iqothnccd" / "images").glob("*/*.jpg"))
-    if slices:
-        return slices[0]
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    path = folder / "synthetic.png"
-    Image.fromarray(rng.integers(0, 256, (512, 512), dtype=np.uint8), mode="L").save(path)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(model: Path, port: int, threads: int, runtime: str) -> subprocess.Popen:
-    import httpx
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lungcad", "serve", str(model), "--port", str(port),
-         "--threads", str(threads), "--runtime", runtime, "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited: {process.stderr.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    process.terminate()
-    raise SystemExit("the server did not answer within 180 s")
 
 
 def bare_run(model, source, seconds: float, in_thread: bool = False) -> tuple[int, float]:
@@ -220,7 +178,8 @@ def main() -> int:
         from_array = count / spent
 
         port = free_port()
-        server = start_server(model_dir, port, args.threads, args.runtime)
+        server = start_server([str(model_dir), "--threads", str(args.threads),
+                               "--runtime", args.runtime], port, wait_s=180)
         url = f"http://127.0.0.1:{port}/api/v1/predict"
         # Bare and server runs alternate, so that a change in the machine's load (other jobs on
         # a shared machine) falls on both alike.

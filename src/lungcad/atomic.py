@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 
 def atomic_write(path: str | Path, data: bytes, *, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    ``durable`` also fsyncs the file and its folder, so the new file survives a power cut
-    (checkpoints, models, reports); caches that are rebuilt when lost pass ``durable=False``.
+    A new file gets the mode the umask gives (as ``open`` would: 0644 under umask 022); a file
+    replaced keeps its mode. ``durable`` also fsyncs the file and its folder, so the new file
+    survives a power cut (checkpoints, models, reports); caches that are rebuilt when lost pass
+    ``durable=False``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+        _keep_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -29,6 +33,27 @@ def atomic_write(path: str | Path, data: bytes, *, durable: bool = True) -> Path
     if durable:
         _fsync_folder(path.parent)
     return path
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path``, created with mode 0666 less the umask (``tempfile.mkstemp``
+    would make it 0600 whatever the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name beside {path}")
+
+
+def _keep_mode(tmp: Path, path: Path) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:  # a new file: the umask already decided
+        return
+    os.chmod(tmp, mode)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -22,6 +22,7 @@ VERB_MODULES = [
     "train",
     "experiment",
     "predict",
+    "segment",
     "evaluate",
     "explain",
     "export",

@@ -2,8 +2,10 @@
 
 The two samples come with pip packages lungcad depends on: ``RG1_UNCI.dcm`` (a chest
 radiograph, in ``pydicom-data``) and ``CT_small.dcm`` (a chest CT slice, in ``pydicom``).
-Each bundled model reads the sample of its modality; the page shows every verdict with its
-probabilities, threshold and Grad-CAM heatmap, and links each model card.
+Each bundled classifier reads the sample of its modality; the page shows every verdict with its
+probabilities, threshold and Grad-CAM heatmap, and links each model card. A segmentation model
+(``jsrt-lungs``) reads both samples: the radiograph's entry shows the lung outline with each
+side's measures, the CT slice's the warning that no plausible pair of lungs is there.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class DemoResult:
     image: Path
     overlay: Path
     card: Path | None
+    measures: list[str] | None = None  # a segmentation: one line per side
+    warnings: list[str] | None = None
 
 
 def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
@@ -81,6 +85,10 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
     results: list[DemoResult] = []
     for name in names:
         model = load_model(name)
+        if model.kind == "segmenter":
+            results += [segment_sample(model, name, file, description, figures, log)
+                        for file, description, _ in SAMPLES]
+            continue
         samples = [s for s in SAMPLES if s[2] == model.spec.modality]
         if not samples:
             log(f"demo: {name} reads {model.spec.modality} images; no sample of that kind, skipped")
@@ -101,6 +109,37 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
     page = out / REPORT_FILE
     page.write_text(render_page(results))
     return page
+
+
+def segment_sample(model, name: str, file: str, description: str, figures: Path,
+                   log: Callable[[str], None]) -> DemoResult:
+    """One sample through a segmentation model: its outline figure and page entry."""
+    from lungcad.explain.outline import (outline_overlay, shrink_mask, side_lines,
+                                         summary_text)
+    from lungcad.explain.render import png_bytes
+    from lungcad.io import load_image
+    from lungcad.model_dir import resolve_model_dir
+    from lungcad.preprocess import resize_area
+
+    path = sample_path(file)
+    loaded = load_image(path)
+    result = model.segment(loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
+                           modality=loaded.meta.modality)
+    shape = display_shape(loaded.array.shape)
+    shown = resize_area(loaded.array, shape)
+    stem = f"{Path(file).stem}-{model.spec.name}"
+    image_png, overlay_png = figures / f"{stem}_image.png", figures / f"{stem}_overlay.png"
+    image_png.write_bytes(png_bytes(np.repeat(
+        (np.clip(shown, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)))
+    overlay_png.write_bytes(png_bytes(outline_overlay(
+        shown, shrink_mask(result.mask, shape), summary_text(result, model.spec.name))))
+    card = resolve_model_dir(name) / "MODEL_CARD.md"
+    verdict = "lungs outlined" if result.plausible else "no plausible pair of lungs"
+    sides = side_lines(result.measures)
+    log(f"{file}  {model.spec.name}: {verdict}: "
+        + ("; ".join(sides) if result.plausible else "; ".join(result.warnings)))
+    return DemoResult(file, description, model.spec.name, verdict, {}, None, image_png,
+                      overlay_png, card if card.is_file() else None, sides, list(result.warnings))
 
 
 def display_shape(shape: tuple[int, int]) -> tuple[int, int]:
@@ -135,6 +174,13 @@ def render_page(results: Sequence[DemoResult]) -> str:
         probs = "<br>".join(f"{html.escape(c)}: {p:.3f}" for c, p in r.probabilities.items())
         rule = ("most probable class" if r.threshold is None
                 else f"positive at probability &ge; {r.threshold:.3f}")
+        picture = "Grad-CAM heatmap"
+        if r.measures is not None:  # a segmentation
+            probs = "<br>".join(map(html.escape, r.measures)) + "".join(
+                f'<br><strong class="warn">warning:</strong> {html.escape(w)}'
+                for w in r.warnings or [])
+            rule = "lung fields; sides are the patient's (PA view: right lung on the image's left)"
+            picture = "Lung outline"
         card = (f'<details><summary>model card</summary><pre>{html.escape(r.card.read_text())}'
                 "</pre></details>" if r.card else "")
         rows.append(
@@ -143,7 +189,7 @@ def render_page(results: Sequence[DemoResult]) -> str:
             f"<td><strong>{html.escape(r.verdict)}</strong><br><small>{rule}</small></td>"
             f"<td>{probs}</td>"
             f'<td><img src="{_embedded_png(r.image)}" alt="{html.escape(r.sample)}" width="300"></td>'
-            f'<td><img src="{_embedded_png(r.overlay)}" alt="Grad-CAM heatmap of {html.escape(r.model)} '
+            f'<td><img src="{_embedded_png(r.overlay)}" alt="{picture} of {html.escape(r.model)} '
             f'on {html.escape(r.sample)}" width="300"></td></tr>')
     body = "\n".join(rows) or '<tr><td colspan="6">no model ran</td></tr>'
     return f"""<!doctype html>
@@ -153,6 +199,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 75em; }}
 .warning {{ background: #fff3cd; border: 1px solid #e0c060; padding: .6em 1em; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .5em; vertical-align: top; }}
 pre {{ white-space: pre-wrap; max-width: 40em; font-size: 80%; }}
+.warn {{ color: #a00; }}
 </style></head><body>
 <h1>lungcad demo</h1>
 <p class="warning"><strong>{DISCLAIMER}</strong> These verdicts come from models trained on small
@@ -162,8 +209,9 @@ computed radiograph (JSRT is digitised 1990s film) and <code>CT_small.dcm</code>
 around the mediastinum, unlike the whole-lung slices the CT models learned from. The verdicts
 below show the software working, not the models' accuracy: each model card gives that.</p>
 <p>lungcad {__version__}: the bundled models on the DICOM samples that pydicom installs.
-Heat shows where the model's evidence for the shown class lies (Grad-CAM).</p>
-<table><tr><th>sample</th><th>model</th><th>verdict</th><th>probabilities</th><th>image</th><th>heatmap</th></tr>
+Heat shows where the model's evidence for the shown class lies (Grad-CAM). The lung model draws
+each lung's outline (the patient's right lung in cyan, the left in orange) and measures it.</p>
+<table><tr><th>sample</th><th>model</th><th>verdict</th><th>probabilities / measures</th><th>image</th><th>heatmap / outline</th></tr>
 {body}
 </table></body></html>
 """

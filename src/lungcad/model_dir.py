@@ -217,6 +217,38 @@ class LungModel:
     def predict_many(self, images: Iterable) -> list[ImagePrediction]:
         return [self.predict(im) for im in images]
 
+    @property
+    def kind(self) -> str:
+        """``classifier`` (class probabilities: :meth:`predict`) or ``segmenter`` (a lung mask
+        per image: :meth:`segment`), from the model's task."""
+        from lungcad.data.tasks import TASKS
+
+        task = TASKS.get(self.spec.task)
+        return "segmenter" if task is not None and task.segmentation else "classifier"
+
+    def segment(self, image, spacing_mm: tuple[float, float] | None = None,
+                modality: str | None = None):
+        """The lung mask of one image (a path, or a 2-D array in [0, 1]) at the image's size: a
+        :class:`~lungcad.segmentation.predict.LungSegmentation` with per-side area and height
+        (in mm where the pixel spacing is known: from DICOM, or ``spacing_mm`` (row, column)),
+        and a warning where no plausible pair of lungs is found or the image is of another
+        modality (CT; from DICOM, or ``modality`` for an array read by ``load_image``)."""
+        from lungcad.segmentation.predict import segment_image
+
+        if self.kind != "segmenter":
+            raise LungcadError(f"{self.spec.name} is a classifier: it gives class probabilities "
+                               "(predict), not a mask; segment with a segmentation model such "
+                               "as jsrt-lungs")
+        source, modality = "image", modality or "unknown"
+        if isinstance(image, (str, Path)):
+            from lungcad.io import load_image
+
+            loaded, source = load_image(image), str(image)
+            image, modality = loaded.array, loaded.meta.modality
+            spacing_mm = spacing_mm or loaded.meta.pixel_spacing_mm
+        return segment_image(self.network, self.spec.preprocessing, image, source, spacing_mm,
+                             modality)
+
     def explain(self, image, method: str = "gradcam", target_class: str | None = None) -> np.ndarray:
         """Saliency map of one image (a path, or an array as ``load_image`` returns): 2-D float32
         in [0, 1] at the image's shape; see :func:`lungcad.explain.saliency_map`."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -32,14 +33,12 @@ import pandas as pd
 from lungcad.atomic import atomic_write
 from lungcad.disclaimer import SHORT_DISCLAIMER
 from lungcad.errors import LungcadError
-from lungcad.io import IMAGE_SUFFIXES
+from lungcad.image_files import entry_kind, images_in_folder
 
 if TYPE_CHECKING:  # pragma: no cover
     from lungcad.data.manifest import Manifest
     from lungcad.data.tasks import Task
 
-# Never images, and too common in dataset folders to note one by one.
-_QUIET_SKIPS = frozenset({".csv", ".json", ".md", ".txt", ".yaml", ".yml"})
 PROGRESS_MIN_IMAGES = 64
 # Columns the predictions table writes itself; a manifest column of the same name is not copied.
 _OWN_COLUMNS = ("path", "true_label", "predicted_label", "model", "fold", "dataset_label")
@@ -55,6 +54,8 @@ class PredictionInput:
     metadata: pd.DataFrame | None = None    # manifest columns, aligned with ``files``
     fold: int | None = None                 # the split fold the images came from
     notes: list[str] = field(default_factory=list)  # what was left out, and why
+    # (path, reason) of entries that could not be used: unreadable, broken link, FIFO...
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -90,55 +91,23 @@ def model_task(model) -> "Task":
 # ---------------------------------------------------------------------------------------------
 # inputs
 
-def _is_image_file(path: Path) -> bool:
-    """Known image ending, or (no or another ending) content a reader recognises."""
-    from lungcad.io import sniff_format
-    from lungcad.io.jsrt import JSRT_BYTES
-
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return True
-    if suffix in _QUIET_SKIPS:
-        return False
-    try:
-        if path.stat().st_size == JSRT_BYTES:
-            return True
-        with path.open("rb") as f:
-            head = f.read(132)
-        sniff_format(head, name=path.name)
-        return True
-    except (OSError, LungcadError):
-        return False
-
-
-def images_in_folder(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(images, skipped files) under ``folder``, recursively, sorted by path; hidden files and
-    folders are passed over."""
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(root) / n for n in names if not n.startswith(".")]
-    images, skipped = [], []
-    for path in sorted(found, key=lambda p: p.relative_to(folder).parts):
-        if path.is_file():
-            (images if _is_image_file(path) else skipped).append(path)
-    return images, skipped
-
-
 def is_dataset_folder(path: Path) -> bool:
     from lungcad.data.manifest import LABELS_FILE
 
-    return path.is_dir() and (path / LABELS_FILE).is_file()
+    return os.path.isdir(path) and os.path.isfile(path / LABELS_FILE)  # False where unreadable
 
 
 def file_input(inputs: Sequence[str | Path]) -> PredictionInput:
-    """Image files and folders (no dataset folder) to predict, duplicates removed."""
+    """Image files and folders (no dataset folder) to predict, duplicates removed. Entries that
+    cannot be used (see :func:`images_in_folder`) are left out and listed in ``skipped``."""
     files: list[Path] = []
     notes: list[str] = []
+    problems: list[tuple[Path, str]] = []
     for raw in inputs:
         path = Path(raw)
-        if path.is_dir():
-            found, skipped = images_in_folder(path)
+        kind, reason = entry_kind(path)
+        if kind in ("folder", "link-folder"):  # a link given by name is followed
+            found, skipped = images_in_folder(path, problems)
             if skipped:
                 shown = ", ".join(str(p.relative_to(path)) for p in skipped[:3])
                 notes.append(f"{path}: skipped {len(skipped)} file(s) that are not images "
@@ -146,10 +115,12 @@ def file_input(inputs: Sequence[str | Path]) -> PredictionInput:
             if not found:
                 notes.append(f"{path}: no image files found in this folder")
             files += found
-        elif path.exists():
+        elif kind == "file":
             files.append(path)
-        else:
+        elif not os.path.lexists(path):
             raise LungcadError(f"input not found: {path}")
+        else:
+            problems.append((path, reason))
     seen: set[Path] = set()
     unique = []
     for path in files:
@@ -159,7 +130,8 @@ def file_input(inputs: Sequence[str | Path]) -> PredictionInput:
             unique.append(path)
     if len(unique) < len(files):
         notes.append(f"{len(files) - len(unique)} image(s) named more than once are predicted once")
-    return PredictionInput(files=unique, keys=[str(p) for p in unique], notes=notes)
+    return PredictionInput(files=unique, keys=[str(p) for p in unique], notes=notes,
+                           skipped=[(str(p), reason) for p, reason in problems])
 
 
 def dataset_input(manifest: "Manifest", task: "Task", paths: Sequence[str] | None = None,
@@ -230,16 +202,19 @@ def collect_input(inputs: Sequence[str | Path], task: "Task", *, split_path: Pat
 # ---------------------------------------------------------------------------------------------
 # prediction
 
-def _read_images(files: Sequence[Path], keys: Sequence[str],
-                 failures: list[tuple[str, str]]) -> list[tuple[int, np.ndarray]]:
+def _read_images(files: Sequence[Path], keys: Sequence[str], failures: list[tuple[str, str]],
+                 frame: int | None = None) -> list[tuple[int, np.ndarray]]:
     from lungcad.io import load_image
 
+    options = {} if frame is None else {"frame": frame}
     loaded = []
     for i, (path, key) in enumerate(zip(files, keys)):
         try:
-            loaded.append((i, load_image(path).array))
+            loaded.append((i, load_image(path, **options).array))
         except LungcadError as exc:
             failures.append((key, str(exc)))
+        except OSError as exc:  # e.g. access lost since the folder was searched
+            failures.append((key, f"{path}: could not be read ({exc.strerror or exc})"))
     return loaded
 
 
@@ -263,11 +238,13 @@ def _predict_chunk(model, arrays: list[np.ndarray], names: list[str], batch_size
 
 def predict_input(model, inp: PredictionInput, batch_size: int = 16,
                   progress: bool | None = None,
-                  on_failure: Callable[[str, str], None] | None = None) -> BatchPredictions:
+                  on_failure: Callable[[str, str], None] | None = None,
+                  frame: int | None = None) -> BatchPredictions:
     """Predict every image of ``inp`` in batches; failures are collected (and passed to
     ``on_failure`` as they happen), never raised.
 
     ``progress``: a tqdm bar on stderr; None shows one for many images on a terminal.
+    ``frame``: which frame of multi-frame files (DICOM, TIFF) to predict.
     """
     from tqdm.auto import tqdm
 
@@ -283,7 +260,7 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
         for start in range(0, len(inp), batch_size):
             stop = min(start + batch_size, len(inp))
             before = len(failures)
-            loaded = _read_images(inp.files[start:stop], inp.keys[start:stop], failures)
+            loaded = _read_images(inp.files[start:stop], inp.keys[start:stop], failures, frame)
             names = [inp.keys[start + i] for i, _ in loaded]
             chunk = _predict_chunk(model, [a for _, a in loaded], names, batch_size, failures)
             for (i, _), p in zip(loaded, chunk):
@@ -319,16 +296,52 @@ def prediction_table(model, inp: PredictionInput, rows: Sequence[int],
 
 def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
     """Write the table as CSV through a temporary file and a rename (never half a file).
-    Probabilities are written to 6 decimals; metadata columns as they are."""
+    Probabilities are written to 6 decimals; metadata columns as they are, except that text a
+    spreadsheet would run as a formula (a file named ``=...``) gets a leading ``'``
+    (:mod:`lungcad.csvsafe`; :func:`lungcad.evaluation.predictions.read_predictions` takes it
+    off again, so ``path`` stays a key)."""
+    from lungcad.csvsafe import neutralise_formulas
+
     path = Path(path)
     table = table.copy()
     for column in table.columns:
         if str(column).startswith("prob_"):
             table[column] = table[column].astype(float).round(6)
+    table = neutralise_formulas(table)
     try:
         return atomic_write(path, table.to_csv(index=False, lineterminator="\n").encode())
     except OSError as exc:
-        raise LungcadError(f"cannot write {path}: {exc.strerror or exc}") from None
+        reason = output_problem(path, "--out") or (exc.strerror or str(exc))
+        raise LungcadError(f"cannot write {path}: {reason}") from None
+
+
+def output_problem(path: str | Path, option: str = "--out", *, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or a folder with ``folder=True``) cannot be written, or None:
+    checked before any work, so that a long run does not end in a write error."""
+    path = Path(path)
+    if not folder and os.path.isdir(path):
+        return (f"{path} is a folder; give {option} a file name such as "
+                f"{path / 'predictions.csv'}")
+    if folder and os.path.lexists(path) and not os.path.isdir(path):
+        return f"{path} is a file, not a folder"
+    existing = path if folder else path.parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"{existing} is not writable ({exc.strerror or exc})"
+    return None
+
+
+def check_output(path: str | Path, option: str = "--out", *, folder: bool = False) -> None:
+    """Raise :class:`LungcadError` if :func:`output_problem` finds one."""
+    problem = output_problem(path, option, folder=folder)
+    if problem is not None:
+        raise LungcadError(f"cannot write {option} {path}: {problem}")
 
 
 def verdict_line(name: str, probs: np.ndarray, model) -> str:

@@ -17,11 +17,13 @@ from lungcad.model_dir import BUNDLED_DIR, bundled_models
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {"jsrt-malignant": "chest radiograph", "ct-normal-vs-abnormal": "ct",
-           "iqothnccd-3class": "ct", "chest-ct-4class": "ct"}
+           "iqothnccd-3class": "ct", "chest-ct-4class": "ct", "jsrt-lungs": "chest radiograph"}
+CLASSIFIERS = sorted(n for n in SHIPPED if n != "jsrt-lungs")
+HEADLINE = {"jsrt-lungs": ("dice", "iou", "hd95_mm")}  # else accuracy and (macro) ROC AUC
 MAX_TOTAL_BYTES = 25 * 1024 * 1024
 
 
-def test_the_four_models_are_bundled():
+def test_the_five_models_are_bundled():
     assert sorted(bundled_models()) == sorted(SHIPPED)
 
 
@@ -30,7 +32,7 @@ def test_bundled_weights_fit_in_the_repository():
     assert total <= MAX_TOTAL_BYTES, f"bundled models take {total / 2**20:.1f} MiB"
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_bundled_model_loads_by_name_and_predicts(name):
     from pydicom.data import get_testdata_file
 
@@ -42,6 +44,18 @@ def test_bundled_model_loads_by_name_and_predicts(name):
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     heat = model.explain(get_testdata_file(sample, download=False))
     assert heat.ndim == 2 and 0.0 <= heat.min() and heat.max() <= 1.0
+
+
+def test_bundled_lung_model_segments_a_radiograph_and_warns_on_ct():
+    from pydicom.data import get_testdata_file
+
+    model = lungcad.load_model("jsrt-lungs")
+    assert model.kind == "segmenter" and model.spec.modality == "chest radiograph"
+    radiograph = model.segment(get_testdata_file("RG1_UNCI.dcm", download=False))
+    assert radiograph.mask.shape == (1955, 1841) and radiograph.plausible
+    assert 0.15 < radiograph.measures["lung_fraction"] < 0.6
+    ct = model.segment(get_testdata_file("CT_small.dcm", download=False))
+    assert not ct.plausible and "CT image" in ct.warnings[0]
 
 
 def _card_rows(card: str) -> dict[str, str]:
@@ -62,7 +76,7 @@ def test_model_card_is_honest_and_matches_model_json(name):
     assert rows and set(rows) == set(pooled)
     for metric, entry in pooled.items():
         assert rows[metric] == f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
-    if spec["threshold"] is not None:
+    if spec["threshold"] is not None and name in CLASSIFIERS:
         assert f"{spec['threshold']:.4f}" in card and "out-of-fold" in spec["threshold_rule"]
 
 
@@ -74,7 +88,8 @@ def test_model_card_figures_match_docs_results(name):
         "metrics"]["cross_validation"]["pooled_out_of_fold"]
     shipped_rows = [line for line in results.splitlines() if f"`{name}`" in line and "|" in line]
     assert shipped_rows, f"docs/results.md has no table row naming the bundled model `{name}`"
-    for metric in ("accuracy", "roc_auc" if "roc_auc" in pooled else "macro_roc_auc"):
+    for metric in HEADLINE.get(name, ("accuracy",
+                                      "roc_auc" if "roc_auc" in pooled else "macro_roc_auc")):
         entry = pooled[metric]
         figure = f"{entry['value']:.3f} [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
         assert any(figure in row for row in shipped_rows), (name, metric, figure)
@@ -98,9 +113,19 @@ def test_demo_writes_a_page_with_every_verdict_and_heatmap(tmp_path, capsys):
     text = page.read_text()
     assert DISCLAIMER in text and "research software, not a medical device" in text
     for name in SHIPPED:
-        assert f"<code>{name}</code>" in text
-    assert text.count('src="data:image/png;base64,') == 2 * len(SHIPPED)  # image and heatmap
-    assert len(list((tmp_path / "demo" / "figures").glob("*_overlay.png"))) == len(SHIPPED)
+        assert f"<code>{load_model(name).spec.name}</code>" in text
+    # One entry per classifier (its modality's sample) and two for the lung model (both
+    # samples), each with the image and its heatmap or lung outline.
+    entries = len(CLASSIFIERS) + 2
+    assert text.count('src="data:image/png;base64,') == 2 * entries
+    assert len(list((tmp_path / "demo" / "figures").glob("*_overlay.png"))) == entries
+    lungs = [line for line in printed.splitlines() if line.startswith(("RG1_UNCI.dcm  jsrt-lungs",
+                                                                       "CT_small.dcm  jsrt-lungs"))]
+    assert len(lungs) == 2
+    radiograph, ct = sorted(lungs, reverse=True)
+    assert "lungs outlined: right lung (image left): " in radiograph and "left lung" in radiograph
+    assert "no plausible pair of lungs" in ct and "no plausible pair of lungs" in text
+    assert text.count("right lung (image left)") == 2 and 'alt="Lung outline of' in text
 
 
 def test_demo_without_the_samples_says_what_to_install(tmp_path, monkeypatch, capsys):

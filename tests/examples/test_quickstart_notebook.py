@@ -19,5 +19,7 @@ def test_quickstart_notebook_runs_top_to_bottom(tmp_path):
     text = "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in outputs)
     for name in ("jsrt-malignant", "ct-normal-vs-abnormal", "iqothnccd-3class", "chest-ct-4class"):
         assert name in text
+    assert "segmenter plausible: True []" in text and "'right_area_px'" in text  # jsrt-lungs
     assert "threshold" in text and "research software, not a medical device" in text.lower()
-    assert any("image/png" in o.get("data", {}) for o in outputs)  # the heatmap figure
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(figures) >= 2  # the heatmap and the lung outline

@@ -16,7 +16,7 @@ from lungcad.model_dir import ModelSpec, save_model_dir
 from lungcad.models import create_model, list_models, model_info
 from lungcad.preprocess import Preprocessing
 
-MODEL_NAMES = [m.name for m in list_models()]
+MODEL_NAMES = [m.name for m in list_models() if m.kind == "classifier"]  # segmenters: below
 
 
 def offline_args(name: str) -> dict:
@@ -73,6 +73,20 @@ def test_every_registered_model_explains_through_the_cli(tmp_path, images, name,
     assert main(["explain", str(model_dir), str(images["wide"]), "--out", str(out)]) == 0
     check_outputs(out, "wide", (80, 120))
     assert "wide.png: " in capsys.readouterr().out
+
+
+def test_a_segmentation_model_is_refused_in_one_line(tmp_path, images, capsys):
+    import torch
+
+    torch.manual_seed(0)
+    spec = ModelSpec(name="lungs-test", architecture="lung-unet", task="jsrt-lungs",
+                     classes=["background", "lung"], preprocessing=Preprocessing(size=64))
+    model_dir = save_model_dir(tmp_path / "lungs", create_model("lung-unet", 2), spec)
+    assert main(["explain", str(model_dir), str(images["wide"]), "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "lungcad segment" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_one_bad_image_is_reported_and_the_rest_go_on(tmp_path, images, capsys):
@@ -221,3 +235,91 @@ def test_localisation_needs_nodule_positions(tmp_path, disc_model_dir, capsys):
                    "--out", str(tmp_path / "o")])
     assert status == 2
     assert "no nodule positions" in capsys.readouterr().err
+
+
+class TwoBoxLungs:
+    """A stand-in segmentation network: two upright boxes, left and right, whatever the image
+    (at 64 px: rows 8-55, columns 8-27 and 36-55), so its masks are known in advance."""
+
+    def __new__(cls):
+        import torch
+
+        class Boxes(torch.nn.Module):
+            def forward(self, x):
+                logits = torch.full((x.shape[0], 1, *x.shape[-2:]), -20.0)
+                logits[..., 8:56, 8:28] = 20.0
+                logits[..., 8:56, 36:56] = 20.0
+                return logits
+
+        return Boxes()
+
+
+@pytest.fixture
+def box_lungs_dir(tmp_path, monkeypatch):
+    """A segmentation model directory whose masks are the two boxes of TwoBoxLungs."""
+    from lungcad.models import registry
+
+    info = registry.ModelInfo(name="test-box-lungs", builder=lambda num_outputs, in_channels:
+                              TwoBoxLungs(), input_size=64, in_channels=1, target_layer="",
+                              description="test only")
+    monkeypatch.setitem(registry._REGISTRY, "test-box-lungs", info)
+    spec = ModelSpec(name="box-lungs", architecture="test-box-lungs", task="jsrt-lungs",
+                     classes=["background", "lung"], preprocessing=Preprocessing(size=64),
+                     threshold=0.5, modality="chest radiograph")
+    return save_model_dir(tmp_path / "box-lungs", TwoBoxLungs(), spec)
+
+
+def test_localisation_without_reference_masks_uses_the_predicted_ones(
+        tmp_path, disc_dataset, disc_model_dir, box_lungs_dir, capsys):
+    labels = pd.read_csv(disc_dataset / "labels.csv").drop(columns=["mask_path"])
+    labels.to_csv(disc_dataset / "labels.csv", index=False)
+    out = tmp_path / "loc"
+    status = main(["explain", str(disc_model_dir), "--dataset", str(disc_dataset),
+                   "--localisation", "--out", str(out), "--lung-mask-model",
+                   str(box_lungs_dir)])
+    assert status == 0, capsys.readouterr().err
+    summary = json.loads((out / "localisation.json").read_text())
+    table = pd.read_csv(out / "localisation.csv")
+    assert set(table["lung_mask_source"]) == {"predicted (box-lungs)"}
+    assert table["lung_share"].notna().all()
+    assert summary["lung_masks"] == {"model": "box-lungs", "predicted": 20, "implausible": []}
+    assert summary["overall"]["lung_mask_sources"] == {"predicted (box-lungs)": 20}
+    assert ("20 image(s) without a reference lung mask use the mask box-lungs predicts"
+            in capsys.readouterr().out)
+
+
+def test_predicted_lung_share_is_the_saliency_inside_the_predicted_mask(
+        disc_dataset, disc_model_dir, box_lungs_dir):
+    from lungcad.explain.dataset import localise_dataset
+    from lungcad.explain.localisation import score_localisation
+    from lungcad.inference import load_model
+
+    labels = pd.read_csv(disc_dataset / "labels.csv").drop(columns=["mask_path"])
+    labels.to_csv(disc_dataset / "labels.csv", index=False)
+    model, lungs = load_model(disc_model_dir), load_model(box_lungs_dir)
+    run = localise_dataset(model, disc_dataset, lung_mask_model=lungs)
+    masks = {p: lungs.segment(image).mask for p, image in run.images.items()}
+    mask = next(iter(masks.values()))
+    assert mask[64, 30] and mask[64, 100] and not mask[64, 64] and not mask[2, 30]  # two boxes
+    expected = score_localisation(run.maps, labels, masks=masks)
+    got = {r["path"]: r["lung_share"] for r in run.result["per_image"]}
+    want = {r["path"]: r["lung_share"] for r in expected["per_image"]}
+    assert got == pytest.approx(want)
+    assert len(set(round(v, 3) for v in got.values())) > 5  # image by image, not a constant
+
+    default = localise_dataset(model, disc_dataset)  # no lung model: as before, no share
+    assert {r["lung_share"] for r in default.result["per_image"]} == {None}
+    assert "lung_masks" not in default.result
+
+
+def test_localisation_with_reference_masks_is_unchanged_by_the_lung_model(
+        tmp_path, disc_dataset, disc_model_dir, box_lungs_dir, capsys):
+    tables = []
+    for choice in (str(box_lungs_dir), "none"):
+        out = tmp_path / f"loc-{len(tables)}"
+        assert main(["explain", str(disc_model_dir), "--dataset", str(disc_dataset),
+                     "--localisation", "--out", str(out), "--lung-mask-model", choice]) == 0
+        tables.append(pd.read_csv(out / "localisation.csv"))
+    assert set(tables[0]["lung_mask_source"]) == {"reference"}
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert "lung share:" not in capsys.readouterr().out

@@ -167,3 +167,32 @@ def test_bad_inputs_are_lungcad_errors():
         score_localisation({"other.png": maps["img0.png"]}, rows)
     with pytest.raises(LungcadError):
         score_localisation(maps, rows, margin_mm=-1)
+
+
+def test_predicted_masks_fill_in_only_where_no_reference_mask_exists():
+    maps, rows, masks = make_rows()
+    reference = score_localisation(maps, rows, margin_mm=10.0, pixel_mm=1.0, masks=masks,
+                                   coord_frame=100)
+    # A predicted mask for every image that would put img0's bump outside the lungs.
+    left_out = np.zeros((100, 100), bool)
+    left_out[:, 50:] = True
+    predicted = {p: left_out for p in maps}
+    both = score_localisation(maps, rows, margin_mm=10.0, pixel_mm=1.0, masks=masks,
+                              coord_frame=100, predicted_masks=predicted, predicted_by="seg")
+    assert both["per_image"] == reference["per_image"]  # reference masks win, unchanged
+    assert {r["lung_mask_source"] for r in both["per_image"]} == {"reference"}
+    assert both["overall"]["lung_mask_sources"] == {"reference": 6}
+
+    partial = {p: m for p, m in masks.items() if p != "img0.png"}
+    mixed = score_localisation(maps, rows, margin_mm=10.0, pixel_mm=1.0, masks=partial,
+                               coord_frame=100, predicted_masks=predicted, predicted_by="seg")
+    per = {r["path"]: r for r in mixed["per_image"]}
+    assert per["img0.png"]["lung_mask_source"] == "predicted (seg)"
+    assert per["img0.png"]["lung_share"] == pytest.approx(0.0, abs=1e-6)  # bump at x=22 is out
+    assert per["img0.png"]["chance_peak_hit"] == 0.0  # the nodule lies outside that mask
+    assert per["img1.png"]["lung_mask_source"] == "reference"
+    assert mixed["overall"]["lung_mask_sources"] == {"predicted (seg)": 1, "reference": 5}
+
+    none = score_localisation(maps, rows, margin_mm=10.0, pixel_mm=1.0, coord_frame=100)
+    assert {r["lung_mask_source"] for r in none["per_image"]} == {None}
+    assert none["overall"]["lung_mask_sources"] == {}

@@ -117,3 +117,12 @@ def test_predict_onnx_with_damaged_file_is_one_line(tmp_path, dataset, capsys):
     assert main(["predict", str(tmp_path / "bad.onnx"), str(dataset), "--runtime", "onnx"]) == 2
     err = capsys.readouterr().err
     assert "bad.onnx" in err and "Traceback" not in err
+
+
+def test_a_segmenter_is_refused_with_one_line(tmp_path, capsys):
+    from lungcad.cli import main
+
+    status = main(["export", "jsrt-lungs", "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "exports classifiers only" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()

@@ -9,7 +9,7 @@ from export_data import make_model_dir, random_images
 
 from lungcad.models import list_models
 
-ARCHITECTURES = [info.name for info in list_models()]
+ARCHITECTURES = [info.name for info in list_models("classifier")]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

@@ -46,7 +46,7 @@ def test_serve_onnx_runtime_matches_torch(ct_model_dir, jsrt_images, tmp_path):
     answers = {}
     for runtime, model in (("torch", ct_model_dir), ("onnx", onnx_file)):
         app = create_app([str(model)], ServeSettings(runtime=runtime))
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://127.0.0.1:8000") as client:
             answers[runtime] = [client.post("/api/v1/predict", files={
                 "file": (path.name, path.read_bytes(), "image/png")}).json() for path in jsrt_images]
             if runtime == "onnx":

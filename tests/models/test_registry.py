@@ -10,7 +10,8 @@ import torch
 from lungcad.errors import LungcadError
 from lungcad.models import create_model, list_models, logits_to_probs, model_info
 
-MODEL_NAMES = [m.name for m in list_models()]
+MODEL_NAMES = [m.name for m in list_models("classifier")]
+SEGMENTERS = [m.name for m in list_models("segmenter")]
 EXPECTED = {"paper-cnn-lstm", "vgg16-lstm", "ct-cnn", "efficientnet-lite0", "efficientnet-lite0-lstm"}
 
 
@@ -67,6 +68,27 @@ def test_output_does_not_depend_on_the_rest_of_the_batch(name: str):
         together = network(x)
         alone = network(x[:1])
     assert torch.allclose(together[:1], alone, atol=1e-4)
+
+
+def test_every_model_is_a_classifier_or_a_segmenter():
+    assert sorted(MODEL_NAMES + SEGMENTERS) == sorted(m.name for m in list_models())
+    assert "lung-unet" in SEGMENTERS
+
+
+@pytest.mark.parametrize("name", SEGMENTERS)
+def test_segmenter_gives_one_logit_per_pixel_and_gradients(name: str):
+    torch.manual_seed(0)
+    info = model_info(name)
+    network = create_model(name, 2).train()
+    x = torch.randn(2, info.in_channels, 64, 64)
+    logits = network(x)
+    assert logits.shape == (2, 1, 64, 64) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    first = first_parameter(network)
+    assert first.grad is not None and first.grad.abs().sum() > 0
+    network.eval()
+    with torch.no_grad():  # eval mode: each image's map is its own
+        assert torch.allclose(network(x)[:1], network(x[:1]), atol=1e-4)
 
 
 def test_unknown_model_is_a_clear_error():

@@ -4,14 +4,11 @@ in every format the page accepts."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from serving_data import encode, synthetic_image
+from serving_data import LOCAL, dark_pixel_segmenter, encode, serve_in_thread, synthetic_image
 
 MODEL_CARD = """# Test CT model
 
@@ -27,7 +24,7 @@ A **binary** test model with `random` weights.
 
 
 def _save_model(directory: Path, name: str, task: str, classes: list[str],
-                threshold: float | None, seed: int) -> Path:
+                threshold: float | None, seed: int, modality: str = "ct") -> Path:
     import torch
 
     from lungcad.model_dir import ModelSpec, save_model_dir
@@ -38,7 +35,7 @@ def _save_model(directory: Path, name: str, task: str, classes: list[str],
     network = create_model("ct-cnn", num_classes=len(classes))
     spec = ModelSpec(name=name, architecture="ct-cnn", task=task, classes=classes,
                      preprocessing=Preprocessing(size=64, channels=1, mean=0.5, std=0.25),
-                     threshold=threshold, threshold_rule="test value", modality="ct",
+                     threshold=threshold, threshold_rule="test value", modality=modality,
                      version="7")
     return save_model_dir(directory, network, spec, card=MODEL_CARD)
 
@@ -80,30 +77,44 @@ def app(binary_model, multiclass_model):
 def client(app):
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url=LOCAL) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def radiograph_model(tmp_path_factory):
+    from lungcad.inference import load_model
+
+    return load_model(_save_model(tmp_path_factory.mktemp("radiograph-model"), "test-cxr",
+                                  "jsrt-malignant", ["rest", "malignant"], 0.5, seed=2,
+                                  modality="chest radiograph"))
+
+
+@pytest.fixture(scope="session")
+def lungs_app(radiograph_model):
+    """A radiograph classifier and a 'dark pixels are lung' segmenter named jsrt-lungs."""
+    from lungcad.serving import ServeSettings, create_app
+
+    return create_app([radiograph_model, dark_pixel_segmenter()], ServeSettings())
+
+
+@pytest.fixture()
+def lungs_client(lungs_app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(lungs_app, base_url=LOCAL) as test_client:
         yield test_client
 
 
 @pytest.fixture(scope="session")
 def live_server(app):
     """The app under a real uvicorn, on a free port of 127.0.0.1, in a background thread."""
-    import uvicorn
+    yield from serve_in_thread(app)
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start within 30 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+
+@pytest.fixture(scope="session")
+def lungs_live_server(lungs_app):
+    yield from serve_in_thread(lungs_app)
 
 
 @pytest.fixture(scope="session")

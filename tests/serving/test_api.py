@@ -3,27 +3,15 @@
 
 from __future__ import annotations
 
-import base64
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from serving_data import encode, png_claiming, synthetic_image
+from serving_data import (LOCAL, PREDICT, decoded_png, encode, png_claiming, post_image,
+                          synthetic_image)
 
-PREDICT = "/api/v1/predict"
-
-
-def post_image(client, data: bytes, name: str = "image.png", params=None, **form):
-    return client.post(PREDICT, params=params or {}, data=form,
-                       files={"file": (name, data, "application/octet-stream")})
-
-
-def decoded_png(b64: str) -> Image.Image:
-    raw = base64.b64decode(b64)
-    assert raw.startswith(b"\x89PNG\r\n\x1a\n")
-    return Image.open(io.BytesIO(raw))
 
 
 def assert_error(response, status: int, *fragments: str) -> None:
@@ -63,7 +51,7 @@ def test_duplicate_model_names_get_distinct_ids(binary_model):
 
     from lungcad.serving import create_app
 
-    with TestClient(create_app([binary_model, binary_model])) as client:
+    with TestClient(create_app([binary_model, binary_model]), base_url=LOCAL) as client:
         assert client.get("/api/v1/health").json()["models"] == ["test-ct-binary",
                                                                  "test-ct-binary-2"]
 
@@ -73,7 +61,7 @@ def test_create_app_loads_model_directories_by_path(binary_model_dir):
 
     from lungcad.serving import create_app
 
-    with TestClient(create_app([str(binary_model_dir)])) as client:
+    with TestClient(create_app([str(binary_model_dir)]), base_url=LOCAL) as client:
         assert client.get("/api/v1/models").json()["models"][0]["name"] == "test-ct-binary"
 
 
@@ -248,7 +236,8 @@ def test_max_pixels_setting(binary_model, png_bytes):
 
     from lungcad.serving import ServeSettings, create_app
 
-    with TestClient(create_app([binary_model], ServeSettings(max_pixels=10_000))) as client:
+    with TestClient(create_app([binary_model], ServeSettings(max_pixels=10_000)),
+                    base_url=LOCAL) as client:
         assert_error(post_image(client, png_bytes), 422, "claims 20,480 pixels",
                      "limit of 10,000")
 
@@ -289,7 +278,8 @@ def small_limit_client(binary_model):
 
     from lungcad.serving import ServeSettings, create_app
 
-    with TestClient(create_app([binary_model], ServeSettings(max_upload_bytes=100_000))) as client:
+    app = create_app([binary_model], ServeSettings(max_upload_bytes=100_000))
+    with TestClient(app, base_url=LOCAL) as client:
         yield client
 
 

@@ -146,3 +146,66 @@ def test_api_docs_render_offline(browser, live_server):
     assert page.locator(".opblock-summary-path", has_text="/api/v1/predict").count() == 1
     assert not foreign, f"the docs fetched from other origins: {foreign}"
     page.close()
+
+
+def test_page_outlines_the_lungs_and_the_checkbox_toggles_the_layer(browser, lungs_live_server,
+                                                                    dicom_bytes, tmp_path):
+    from playwright.sync_api import expect
+
+    from serving_data import encode, two_lungs
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.goto(lungs_live_server + "/")
+    page.wait_for_selector("#model-picker:not([hidden])")
+    assert page.locator("#model-select").input_value() == "test-cxr"
+    # A radiograph classifier, and the server has a lung model: the option shows, switched on.
+    expect(page.locator("#lungs-option")).to_be_visible()
+    assert page.locator("#want-lungs").is_checked()
+    assert "jsrt-lungs" in page.locator("#lungs-note").inner_text()
+
+    page.set_input_files("#file-input", files=[
+        {"name": "two-lungs.png", "mimeType": "image/png", "buffer": encode(two_lungs(), "PNG")}])
+    expect(page.locator(".result.done")).to_have_count(1, timeout=60_000)
+    card = page.locator(".result.done").first
+    assert card.locator(".verdict-label").inner_text() in ("rest", "malignant")
+    lungs = card.locator("img.lungs")
+    lungs.wait_for(state="visible")
+    assert lungs.evaluate("img => img.complete && img.naturalWidth > 0")
+    assert card.locator("img.heatmap").is_visible()  # both layers, each with its checkbox
+    assert card.locator(".measures li").count() == 2
+    assert card.locator(".measures li").first.inner_text().startswith("right lung (image left)")
+    card.get_by_label("Show lungs").uncheck()
+    assert lungs.is_hidden() and card.locator("img.heatmap").is_visible()
+    card.get_by_label("Show lungs").check()
+    assert lungs.is_visible()
+
+    # Without the option, a classifier's answer has no lungs layer.
+    page.locator("#want-lungs").uncheck()
+    page.set_input_files("#file-input", files=[
+        {"name": "no-lungs.png", "mimeType": "image/png", "buffer": encode(two_lungs(), "PNG")}])
+    expect(page.locator(".result.done")).to_have_count(2, timeout=60_000)
+    assert page.locator(".result").first.locator("img.lungs").count() == 0
+
+    # The segmentation model itself: no heatmap, no lungs option; a CT slice gets its warning
+    # and its (untrustworthy) outline starts hidden.
+    page.select_option("#model-select", "jsrt-lungs")
+    assert page.locator("#lungs-option").is_hidden()
+    assert page.locator("#want-heatmap").is_disabled()
+    page.set_input_files("#file-input", files=[
+        {"name": "CT_small.dcm", "mimeType": "application/dicom", "buffer": dicom_bytes}])
+    expect(page.locator(".result.done")).to_have_count(3, timeout=60_000)
+    newest = page.locator(".result").first
+    assert newest.locator(".verdict-label").inner_text() == "no plausible pair of lungs"
+    assert "CT" in newest.locator(".notes").inner_text()
+    assert newest.locator("img.lungs").is_hidden()
+    newest.get_by_label("Show lungs").check()
+    assert newest.locator("img.lungs").is_visible()
+    assert newest.locator(".measures li").count() == 2
+
+    page.screenshot(path=str(tmp_path / "lungs-page.png"), full_page=True)
+    assert not problems, problems
+    page.close()

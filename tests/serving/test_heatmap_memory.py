@@ -35,7 +35,7 @@ def test_many_heatmap_requests_keep_one_network_copy(binary_model_dir, png_bytes
                                files={"file": ("x.png", png_bytes)})
         assert response.status_code == 200 and "heatmap_png" in response.json(), response.text
 
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         heatmap(client)  # the first request builds the model's explainer (one private copy)
         copies, hooks = live_instances(network_class), hooked_modules(network_class)
         for _ in range(REQUESTS):

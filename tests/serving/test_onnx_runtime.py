@@ -16,7 +16,7 @@ def onnx_client(binary_model_dir, tmp_path_factory):
         # The model directory is exported on the fly; keep that cache out of the home folder.
         patch.setenv("LUNGCAD_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         app = create_app([str(binary_model_dir)], ServeSettings(runtime="onnx", threads=1))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
         yield client
 
 

@@ -21,14 +21,23 @@ def assert_json_error_if_client_error(response) -> None:
         assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
 
 
+@pytest.fixture(scope="module")
+def fuzz_app(binary_model, multiclass_model):
+    """The app, also answering to the host name schemathesis' ASGI client sends."""
+    from lungcad.serving import ServeSettings, create_app
+
+    return create_app([binary_model, multiclass_model],
+                      ServeSettings(allowed_hosts=("testserver",)))
+
+
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE,
                                   schemathesis.GenerationMode.NEGATIVE])
-def test_api_matches_its_schema_and_never_fails(app, mode):
+def test_api_matches_its_schema_and_never_fails(fuzz_app, mode):
     from schemathesis.checks import (content_type_conformance, not_a_server_error,
                                      response_schema_conformance, status_code_conformance)
 
     # Driven through its Hypothesis strategy (schemathesis' pytest plugin lags pytest 9).
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_app)
 
     @FUZZ_SETTINGS
     @given(case=schema.as_strategy(mode))

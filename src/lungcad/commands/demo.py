@@ -11,8 +11,9 @@ def register(subparsers) -> None:
         "demo", help="run the bundled models on two real DICOM files (offline) into an HTML page",
         description="Run every bundled model on the DICOM samples that pydicom and pydicom-data "
                     "install (RG1_UNCI.dcm, a chest radiograph; CT_small.dcm, a chest CT slice) "
-                    "and write DIR/demo.html with verdicts and heatmaps. Needs no network and no "
-                    "dataset. Research software, not a medical device.")
+                    "and write DIR/demo.html with verdicts and heatmaps (and, for the lung "
+                    "segmentation model jsrt-lungs, lung outlines and measures). Needs no "
+                    "network and no dataset. Research software, not a medical device.")
     parser.add_argument("--out", type=Path, default=Path("lungcad-demo"), metavar="DIR",
                         help="folder for demo.html and its figures (default: ./lungcad-demo)")
     parser.add_argument("--model", dest="models", action="append", metavar="MODEL",

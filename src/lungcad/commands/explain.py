@@ -3,7 +3,9 @@
 Per image: ``<stem>_overlay.png`` (the image at its own size with the map blended in and the
 prediction written on it) and ``<stem>_saliency.npy`` (the raw [0, 1] map at the image's size).
 With ``--dataset D --localisation``: maps for D's nodule images (or a split's part), scored
-against the nodule positions: ``localisation.json`` + ``localisation.csv``.
+against the nodule positions: ``localisation.json`` + ``localisation.csv``. The lung share uses
+D's lung masks (``mask_path``) where it has them, else those the bundled ``jsrt-lungs`` model
+predicts (``--lung-mask-model``).
 """
 
 from __future__ import annotations
@@ -52,10 +54,30 @@ def register(subparsers) -> None:
                            "JSRT at 512 px)")
     data.add_argument("--peak-distance-mm", type=float, default=loc.DEFAULT_PEAK_DISTANCE_MM,
                       help="minimum distance between the top peaks (default %(default)s)")
+    data.add_argument("--lung-mask-model", default=DEFAULT_LUNG_MASK_MODEL, metavar="MODEL",
+                      help="segmentation model whose predicted lung masks give the lung share "
+                           "of images without a reference mask (mask_path in labels.csv); "
+                           "default %(default)s where it is installed; 'none' for no predicted "
+                           "masks")
     data.add_argument("--overlays", action="store_true", help="with --localisation, also write "
                       "overlays/<stem>_overlay.png with the nodule circle and the map's peak")
     data.add_argument("--batch-size", type=int, default=8, help="images per pass (default 8)")
     parser.set_defaults(func=run)
+
+
+DEFAULT_LUNG_MASK_MODEL = "jsrt-lungs"
+
+
+def _lung_mask_model(args: argparse.Namespace) -> str | None:
+    """The model to predict missing lung masks with, or None."""
+    from lungcad.model_dir import bundled_models
+
+    name = args.lung_mask_model
+    if name is None or name.lower() == "none":
+        return None
+    if name == DEFAULT_LUNG_MASK_MODEL and name not in bundled_models():
+        return None  # not installed: images without a reference mask get no lung share
+    return name
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -78,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
     _check_arguments(args)
     model = load_model(args.model)
+    if model.kind == "segmenter":
+        from lungcad.errors import LungcadError
+
+        raise LungcadError(f"{args.model} is a segmentation model: it outlines the lungs and "
+                           "has no class evidence to explain; use `lungcad segment` for it")
     if args.localisation:
         return _run_localisation(args, model)
     if args.dataset is not None:
@@ -126,11 +153,18 @@ def _run_localisation(args: argparse.Namespace, model) -> int:
         split=args.split, fold=args.fold, part=args.part, margin_mm=args.margin_mm,
         pixel_mm=args.pixel_mm, peak_distance_mm=args.peak_distance_mm,
         batch_size=args.batch_size, target_layer=args.target_layer,
-        progress=progress if sys.stderr.isatty() else None)
+        progress=progress if sys.stderr.isatty() else None,
+        lung_mask_model=_lung_mask_model(args))
     if sys.stderr.isatty():
         print(file=sys.stderr)
     written = write_localisation(run, args.out, overlays=args.overlays)
     print(format_summary(run.result))
+    masks = run.result.get("lung_masks")
+    if masks and (masks["predicted"] or masks["implausible"]):
+        print(f"lung share: {masks['predicted']} image(s) without a reference lung mask use the "
+              f"mask {masks['model']} predicts"
+              + (f"; {len(masks['implausible'])} with no plausible predicted pair of lungs have "
+                 "none" if masks["implausible"] else ""))
     print(f"wrote {written[0]} and {written[1]}"
           + (f" and {len(written) - 2} overlays" if len(written) > 2 else ""))
     for path, error in run.failed:

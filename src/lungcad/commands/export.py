@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.tolerance > 0:
         raise LungcadError(f"--tolerance must be positive, not {args.tolerance}")
     model = load_model(args.model)
+    if model.kind != "classifier":
+        raise LungcadError(f"{args.model} is a {model.kind}: lungcad exports classifiers only "
+                           "(their class probabilities are what the equivalence check compares)")
     if args.fmt == "onnx":
         from lungcad.export.onnx_export import DEFAULT_OPSET, export_onnx
 

@@ -15,10 +15,15 @@ input), prob_<class> for every class, predicted_label at the model's threshold, 
 MODEL: a model directory, a training run folder, or a bundled model name.
 INPUT: image files (JSRT .IMG, PNG, JPEG, TIFF, BMP, DICOM, .npy), folders (searched
 recursively; files that are not images are skipped with a note), or one dataset folder (with
-labels.csv), optionally restricted to one part of one fold of a split file.
+labels.csv), optionally restricted to one part of one fold of a split file. Multi-frame files
+(DICOM, TIFF) need --frame N.
 
 With a single image and no --out, prints a one-line verdict instead. An image that cannot be
-read is reported on stderr, the others go on, and the exit status is 1.
+read, and an entry that cannot be used (a folder or file that cannot be read, a broken or
+looping symbolic link, a FIFO, a symbolic link to a folder inside a folder: not followed), is
+named on stderr and counted in the summary; the others go on, and the exit status is 1.
+The output is checked before any image is predicted. Text cells that a spreadsheet would run
+as a formula (a file named =...) are written with a leading ' (lungcad evaluate removes it).
 Research software, not a medical device.
 """
 
@@ -39,6 +44,8 @@ def register(subparsers) -> None:
                         help="which part of the fold (default test; needs --split)")
     parser.add_argument("--fold", type=int, metavar="K",
                         help="which fold of the split (needed when it has several)")
+    parser.add_argument("--frame", type=int, metavar="N",
+                        help="which frame (from 0) of multi-frame files (DICOM, TIFF) to predict")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N",
                         help="images per forward pass (default 16)")
     parser.add_argument("--heatmaps", type=Path, metavar="DIR",
@@ -53,17 +60,31 @@ def register(subparsers) -> None:
 
 def _report_failure(path: str, message: str) -> None:
     detail = message if path in message else f"{path}: {message}"
+    detail = detail.replace("pass frame=N", "pass --frame N")  # the library's words, as options
     print(f"lungcad predict: failed: {detail}", file=sys.stderr)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def run(args: argparse.Namespace) -> int:
     from lungcad.errors import LungcadError
     from lungcad.inference import load_model
-    from lungcad.prediction import (collect_input, model_label, model_task, predict_input,
-                                    verdict_line, write_predictions)
+    from lungcad.prediction import (check_output, collect_input, model_label, model_task,
+                                    predict_input, verdict_line, write_predictions)
 
     if args.split is None and (args.part is not None or args.fold is not None):
         raise LungcadError("--part and --fold choose images from a split file: give --split too")
+    if args.frame is not None and args.frame < 0:
+        raise LungcadError(f"--frame counts from 0, not {args.frame}")
+    if args.frame is not None and args.heatmaps is not None:
+        raise LungcadError("--heatmaps cannot be combined with --frame yet; predict the frame "
+                           "without --heatmaps")
+    if args.out is not None:  # before any image is predicted: a run must not end unwritable
+        check_output(args.out)
+    if args.heatmaps is not None:
+        check_output(args.heatmaps, "--heatmaps", folder=True)
     if args.heatmaps is not None and args.runtime != "torch":
         raise LungcadError("--heatmaps needs the torch runtime (saliency uses the network's "
                            "gradients); drop --runtime onnx")
@@ -77,12 +98,20 @@ def run(args: argparse.Namespace) -> int:
                         fold=args.fold)
     for note in inp.notes:
         print(f"lungcad predict: note: {note}", file=sys.stderr)
+    for path, reason in inp.skipped:
+        print(f"lungcad predict: skipped: {path}: {reason}", file=sys.stderr)
     if len(inp) == 0:
-        raise LungcadError("no images to predict in " + ", ".join(map(str, args.inputs)))
+        raise LungcadError("no images to predict in " + ", ".join(map(str, args.inputs))
+                           + (f" ({_plural(len(inp.skipped), 'entry', 'entries')} skipped, "
+                              "named above)" if inp.skipped else ""))
+    verdict = len(inp) == 1 and not inp.skipped and args.out is None
+    if not verdict and args.out is None:
+        check_output(Path("predictions.csv"))
 
-    result = predict_input(model, inp, batch_size=args.batch_size, on_failure=_report_failure)
+    result = predict_input(model, inp, batch_size=args.batch_size, on_failure=_report_failure,
+                           frame=args.frame)
     failed = len(result.failures)
-    if len(inp) == 1 and args.out is None:
+    if verdict:
         if len(result.table):
             print(verdict_line(Path(result.table["path"][0]).name, result.probabilities[0], model))
     elif len(result.table):
@@ -105,9 +134,14 @@ def run(args: argparse.Namespace) -> int:
         failed += len(errors)
         print(f"wrote {len(written) // 2} heatmap(s) to {args.heatmaps}")
 
-    if failed:
-        print(f"lungcad predict: {len(result.failures)} of {len(inp)} image(s) could not be "
-              "predicted" + (f"; {failed - len(result.failures)} heatmap(s) failed"
-                             if failed > len(result.failures) else ""), file=sys.stderr)
+    summary = []
+    if result.failures:
+        summary.append(f"{len(result.failures)} of {len(inp)} image(s) could not be predicted")
+    if failed > len(result.failures):
+        summary.append(f"{failed - len(result.failures)} heatmap(s) failed")
+    if inp.skipped:
+        summary.append(f"{_plural(len(inp.skipped), 'entry', 'entries')} skipped (named above)")
+    if summary:
+        print("lungcad predict: " + "; ".join(summary), file=sys.stderr)
         return 1
     return 0

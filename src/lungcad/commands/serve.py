@@ -27,6 +27,20 @@ def register(subparsers) -> None:
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="largest decoded image accepted, in pixels (default 40,000,000); "
                              "guards against decompression bombs")
+    parser.add_argument("--max-decode-mb", type=float, default=None,
+                        help="largest decoded image accepted, in MB: pixels x channels x bytes "
+                             "per sample, read from the header before decoding (default 128)")
+    parser.add_argument("--max-in-flight", type=int, default=None,
+                        help="requests per model admitted at once (decoding, predicting or "
+                             "waiting); beyond it the answer is 503 with Retry-After (default 8)")
+    parser.add_argument("--upload-timeout", type=float, default=None, metavar="SECONDS",
+                        help="seconds a request body may take to arrive; a slower one is "
+                             "answered 408 (default 60)")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a host name (or address) the server answers to, besides the "
+                             "--host address, localhost, 127.0.0.1 and [::1]; repeat for "
+                             "several, '*' for any. Requests for other names are refused "
+                             "(DNS rebinding)")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                         help="run the models with PyTorch (default) or ONNX Runtime (a model "
                              "directory is exported on the fly and cached; an exported .onnx "
@@ -47,10 +61,22 @@ def settings_from_args(args: argparse.Namespace):
         raise LungcadError(f"--max-upload-mb must be positive, not {args.max_upload_mb:g}")
     if args.threads is not None and args.threads < 1:
         raise LungcadError(f"--threads must be at least 1, not {args.threads}")
-    extra = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    if args.max_decode_mb is not None and not args.max_decode_mb > 0:
+        raise LungcadError(f"--max-decode-mb must be positive, not {args.max_decode_mb:g}")
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        raise LungcadError(f"--max-in-flight must be at least 1, not {args.max_in_flight}")
+    if args.upload_timeout is not None and not 0 < args.upload_timeout < float("inf"):
+        raise LungcadError(f"--upload-timeout must be a positive number of seconds, not "
+                           f"{args.upload_timeout:g}")
+    extra = {name: value for name, value in [
+        ("max_pixels", args.max_pixels), ("max_in_flight", args.max_in_flight),
+        ("body_timeout_s", args.upload_timeout),
+        ("max_decode_bytes", None if args.max_decode_mb is None else int(args.max_decode_mb * MB)),
+    ] if value is not None}
     return ServeSettings(host=args.host, port=args.port,
                          max_upload_bytes=int(args.max_upload_mb * MB), runtime=args.runtime,
-                         threads=args.threads or available_cpus(), **extra)
+                         threads=args.threads or available_cpus(),
+                         allowed_hosts=tuple(args.allowed_host), **extra)
 
 
 def available_cpus() -> int:
@@ -76,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(names, settings)
     if settings.host not in LOOPBACK:
         print(f"lungcad serve: warning: listening on {settings.host}, reachable from other "
-              "machines; there is no authentication", file=sys.stderr)
+              "machines; there is no authentication. Other machines must call it by a name "
+              "given with --allowed-host", file=sys.stderr)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"lungcad serve: {', '.join(app.state.served)} on http://{shown}:{settings.port}/ "
           f"(API docs at /docs). {DISCLAIMER}", file=sys.stderr)

@@ -20,6 +20,12 @@ class Task:
     description: str
     mapping: dict[str, str] = field(default_factory=dict)
     default: str | None = None  # class for any source label not in mapping (None: excluded)
+    kind: str = "classification"   # or "segmentation": the target is a mask image
+    mask_column: str | None = None  # segmentation: the manifest column naming each mask
+
+    @property
+    def segmentation(self) -> bool:
+        return self.kind == "segmentation"
 
     @property
     def binary(self) -> bool:
@@ -44,7 +50,10 @@ class Task:
         return [self.classes.index(c) for c in mapped]
 
     def check_labels(self, labels: pd.Series) -> None:
-        """Raise unless every class of the task is present among the mapped labels."""
+        """Raise unless every class of the task is present among the mapped labels (a
+        segmentation task's classes are pixels, present in every mask)."""
+        if self.segmentation:
+            return
         present = set(self.map_labels(labels).dropna())
         absent = [c for c in self.classes if c not in present]
         if absent:
@@ -76,6 +85,9 @@ TASKS: dict[str, Task] = {
              "Chest CT (Kaggle) slice: normal or one of three carcinoma types",
              {c: c for c in ("normal", "adenocarcinoma", "large_cell_carcinoma",
                              "squamous_cell_carcinoma")}),
+        Task("jsrt-lungs", ("background", "lung"),
+             "JSRT radiograph -> lung-field mask (the manifest's mask_path images)",
+             default="lung", kind="segmentation", mask_column="mask_path"),
     ]
 }
 

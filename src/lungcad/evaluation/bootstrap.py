@@ -19,6 +19,8 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE_LEVEL = 0.95
+MIN_CASES = 2  # resampling one case gives that case back: no interval
+TOO_FEW_CASES = f"none (fewer than {MIN_CASES} cases)"
 MAX_CELLS_PER_BATCH = 2_000_000  # resamples x cases held in memory at once
 
 
@@ -56,6 +58,8 @@ def bootstrap_intervals(
     point = np.array([float(probe[name]) for name in names])
     if n_resamples <= 0:
         return {name: Interval(None, None, "none") for name in names}
+    if n_cases < MIN_CASES:
+        return {name: Interval(None, None, TOO_FEW_CASES) for name in names}
 
     def stacked(indices: np.ndarray, axis: int = -1) -> np.ndarray:
         indices = np.moveaxis(np.asarray(indices), axis, -1)

@@ -11,6 +11,9 @@ and by ``lungcad experiment``) is a CSV with columns
 A training run's ``val_predictions.csv`` has only ``path``, ``true_label`` and the ``prob_``
 columns: enough to choose a threshold on, which is all validation predictions are used for.
 Read such a file with ``require_decisions=False``.
+
+Text cells that a spreadsheet would run as a formula are written with a leading ``'``
+(:mod:`lungcad.csvsafe`); :func:`read_predictions` takes it off, so ``path`` matches labels.csv.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lungcad.csvsafe import restore_formulas
 from lungcad.errors import LungcadError
 
 PROB_PREFIX = "prob_"
@@ -75,6 +79,7 @@ def read_predictions(path: str | Path, require_decisions: bool = True) -> pd.Dat
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LungcadError(f"predictions file {path} is not a readable CSV ({first_line})") from None
+    frame = restore_formulas(frame)  # what lungcad's writers neutralised for spreadsheets
     frame.attrs["source"] = str(path)
     frame.attrs["sha256"] = hashlib.sha256(raw).hexdigest()
     validate_predictions(frame, require_decisions=require_decisions)

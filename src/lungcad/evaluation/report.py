@@ -28,7 +28,7 @@ import pandas as pd
 
 from lungcad.disclaimer import DISCLAIMER
 from lungcad.errors import LungcadError
-from lungcad.evaluation.bootstrap import CONFIDENCE_LEVEL, bootstrap_intervals
+from lungcad.evaluation.bootstrap import CONFIDENCE_LEVEL, MIN_CASES, bootstrap_intervals
 from lungcad.evaluation.calibration import (
     BINNING_TEXT,
     expected_calibration_error,
@@ -73,6 +73,9 @@ def evaluate_predictions(
     val = (validate_predictions(validation, require_labels=True, require_decisions=False)
            if validation is not None else None)
     warnings = _input_warnings(preds)
+    if n_bootstrap and len(preds) < MIN_CASES:
+        warnings.append(f"only {len(preds)} case: no confidence intervals (bootstrap needs at "
+                        f"least {MIN_CASES} cases); the metrics describe that case alone")
     threshold_record, threshold_warnings = resolve_threshold(preds, val, threshold)
     warnings += threshold_warnings
 

@@ -33,6 +33,16 @@ DATASET_NOTES = {
                         "pixel-identical copies. See the Kaggle page for its terms."),
 }
 LIMITS = {
+    "jsrt-lungs": ["198 images: digitised film from one Japanese centre (JSRT), 1990s, PA "
+                   "view only; not validated on modern digital radiographs, AP or lateral "
+                   "views, children, or other populations and scanners.",
+                   "Reference masks are one annotator's outline per image; the model learns "
+                   "their convention (the lung fields behind the heart and below the "
+                   "diaphragm are not included).",
+                   "An image where no plausible pair of lungs is found gets a warning, not a "
+                   "silent mask; that check looks at the mask's shape, and at the Modality tag "
+                   "of a DICOM file (CT is refused with a warning). A CT slice saved as PNG can "
+                   "pass the shape check: its two lungs look like a pair."],
     "jsrt": ["198 images: every interval in this card is wide.",
              "One population (Japan, 1990s film digitised); not validated on modern digital "
              "radiographs, other populations or other scanners.",
@@ -78,13 +88,17 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
     view = whole_dataset(manifest, task, sorted(set(fold0.train) | set(fold0.val)
                                                 | set(fold0.test)))
 
-    oof_file = exp_dir / "oof_predictions.csv"
-    oof = ValidationPredictions.out_of_fold(read_predictions(oof_file), task.classes,
-                                            str(oof_file))
-    choice = decide_threshold(oof, str(config.get("threshold", "youden")))
-    rule = (f"{choice.rule} on the pooled out-of-fold predictions of the "
-            f"{meta['split']['n_folds']}-fold cross-validation ({len(oof.paths)} images)"
-            if choice.value is not None else choice.description)
+    if task.segmentation:  # a pixel threshold, fixed: nothing to decide
+        threshold, rule = 0.5, "pixel probability >= 0.5 (fixed; nothing is tuned)"
+    else:
+        oof_file = exp_dir / "oof_predictions.csv"
+        oof = ValidationPredictions.out_of_fold(read_predictions(oof_file), task.classes,
+                                                str(oof_file))
+        choice = decide_threshold(oof, str(config.get("threshold", "youden")))
+        threshold = choice.value
+        rule = (f"{choice.rule} on the pooled out-of-fold predictions of the "
+                f"{meta['split']['n_folds']}-fold cross-validation ({len(oof.paths)} images)"
+                if choice.value is not None else choice.description)
 
     work = exp_dir / "final"
     shutil.rmtree(work / "fit", ignore_errors=True)  # an interrupted earlier fit
@@ -96,7 +110,7 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
     args = dict(trained.spec.architecture_args)
     if base == "pretrained":
         args["pretrained"] = True
-    spec = replace(trained.spec, name=name or exp_dir.name, threshold=choice.value,
+    spec = replace(trained.spec, name=name or exp_dir.name, threshold=threshold,
                    threshold_rule=rule, weights_base=base, architecture_args=args,
                    metrics={"n_train": len(view.train),
                             "cross_validation": _cv_metrics(report, meta, manifest)})
@@ -139,7 +153,7 @@ def _weights_base(spec) -> str:
 
 
 CARD_METRICS = ("roc_auc", "macro_roc_auc", "accuracy", "balanced_accuracy", "sensitivity",
-                "specificity", "macro_f1", "log_loss", "brier")
+                "specificity", "macro_f1", "log_loss", "brier", "dice", "iou", "hd95_mm")
 
 
 def _cv_metrics(report: dict, meta: dict, manifest) -> dict:
@@ -160,11 +174,17 @@ GROUPING = {
 
 
 def _protocol(meta: dict, dataset: str) -> str:
+    from lungcad.data.tasks import get_task
+
     split = meta["split"]
     grouping = GROUPING.get(dataset, "grouped by exact and near-duplicate images")
+    scored = ("the pixel threshold fixed at 0.5; each out-of-fold mask scored against its "
+              "reference at the reference's size (Dice, IoU, 95th-percentile Hausdorff distance "
+              "in mm)" if get_task(meta["task"]).segmentation else
+              "each fold's threshold chosen on its own validation part; pooled out-of-fold "
+              "predictions")
     return (f"{split['n_folds']}-fold cross-validation on `splits/{Path(split['path']).name}` "
-            f"({grouping}); each fold's threshold chosen on its own validation part; pooled "
-            "out-of-fold predictions")
+            f"({grouping}); {scored}")
 
 
 def _localisation(pooled: dict) -> dict:
@@ -218,7 +238,7 @@ def model_card(spec, meta: dict, manifest, command: str | None, exp_dir: Path) -
     else:
         decision = (f"`{spec.classes[1]}` when its probability is at least "
                     f"**{spec.threshold:.4f}**: {spec.threshold_rule}")
-    limits = "\n".join(f"- {line}" for line in LIMITS.get(dataset, []))
+    limits = "\n".join(f"- {line}" for line in LIMITS.get(spec.task, LIMITS.get(dataset, [])))
     return f"""# {spec.name}
 
 **Research software, not a medical device.** Not for diagnosis, screening or any clinical

@@ -119,6 +119,9 @@ def run_experiment(config: dict, options: ExperimentOptions, out_dir: str | Path
         warnings.append("localisation was asked for, but the manifest has no nodule "
                         f"coordinates ({', '.join(JSRT_COORD_COLUMNS)}, size_mm): not scored")
 
+    if task.segmentation:
+        return _segmentation_experiment(config, views, out_dir, meta, total, n_bootstrap, seed,
+                                        warnings, log)
     outcomes: list[FoldOutcome] = []
     localisations: list[dict] = []
     for view in views:
@@ -143,9 +146,27 @@ def run_experiment(config: dict, options: ExperimentOptions, out_dir: str | Path
     summary = summarise_experiment(read_predictions(oof_path), outcomes, frames, task,
                                    localisations if localise else None, out_dir, total,
                                    n_bootstrap, seed, warnings)
+    return _finished(out_dir, meta, outcomes, summary)
+
+
+def _finished(out_dir: Path, meta: dict, outcomes: list[FoldOutcome],
+              summary: dict) -> ExperimentResult:
     meta.update({"status": "finished", "finished": provenance.now()})
     meta["sessions"][-1].update({"finished": meta["finished"],
                                  "trained_folds": [o.fold for o in outcomes if o.trained_now]})
     provenance.write_json(out_dir / "meta.json", meta)
     return ExperimentResult(out_dir, outcomes, summary,
                             [o.fold for o in outcomes if o.trained_now])
+
+
+def _segmentation_experiment(config: dict, views: list, out_dir: Path, meta: dict, total: int,
+                             n_bootstrap: int, seed: int, warnings: list[str],
+                             log: Callable[[str], None]) -> ExperimentResult:
+    from lungcad.experiment.segmentation import (run_segmentation_fold,
+                                                 summarise_segmentation_experiment)
+
+    outcomes = [run_segmentation_fold(config, view, out_dir / f"fold-{view.fold}", log)
+                for view in views]
+    summary = summarise_segmentation_experiment(outcomes, views[0].manifest, views[0].task,
+                                                out_dir, total, n_bootstrap, seed, warnings)
+    return _finished(out_dir, meta, outcomes, summary)

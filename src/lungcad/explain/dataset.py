@@ -85,13 +85,19 @@ def localise_dataset(model: "LungModel", dataset, *, method: str = "gradcam",
                      peak_distance_mm: float = loc.DEFAULT_PEAK_DISTANCE_MM,
                      coord_columns: tuple[str, str] = JSRT_COORD_COLUMNS,
                      coord_frame: int = JSRT_COORD_FRAME, batch_size: int = 8,
-                     target_layer: str | None = None, progress=None) -> LocalisationRun:
+                     target_layer: str | None = None, progress=None,
+                     lung_mask_model=None) -> LocalisationRun:
     """Maps for the nodule images of ``dataset`` (a folder or a Manifest; or of a split's part,
     or of ``paths`` of it) and their scores.
 
     Target class: ``target_class`` where given; else the positive class of a binary model, or
     for a multi-class model the image's own class (its label through the model's task) where the
     model has it, and the predicted class otherwise.
+
+    Lung masks: the dataset's own (``mask_path``) where a row has one. ``lung_mask_model`` (a
+    segmentation model, or its name, e.g. the bundled ``jsrt-lungs``; loaded only if needed)
+    gives the others a predicted mask, where it finds a plausible pair of lungs; without it
+    (the default) such images have no ``lung_share``.
     """
     from lungcad.io import load_image
 
@@ -136,9 +142,12 @@ def localise_dataset(model: "LungModel", dataset, *, method: str = "gradcam",
             if progress is not None:
                 progress(len(maps), len(paths))
     maps = {p: maps[p] for p in paths}  # manifest order
+    lung_predicted, lung_masks = predicted_lung_masks(lung_mask_model, rows, images,
+                                                      coord_frame)
     result = loc.score_localisation(
         maps, rows, margin_mm, pixel_mm, root=manifest.root, peak_distance_mm=peak_distance_mm,
-        coord_columns=coord_columns, coord_frame=coord_frame)
+        coord_columns=coord_columns, coord_frame=coord_frame, predicted_masks=lung_predicted,
+        predicted_by=lung_masks.get("model") or "")
     by_path = {p: i for i, p in enumerate(paths)}
     for record in result["per_image"]:
         i = by_path[record["path"]]
@@ -156,9 +165,41 @@ def localise_dataset(model: "LungModel", dataset, *, method: str = "gradcam",
                               "positive class" if model.spec.binary else
                               "the image's own class where the model has it, else predicted"),
         "failed": [{"path": p, "error": e} for p, e in failed],
+        **({"lung_masks": lung_masks} if lung_mask_model is not None else {}),
         **result,
     }
     return LocalisationRun(result=result, maps=maps, images=images, failed=failed)
+
+
+def predicted_lung_masks(lung_mask_model, rows: pd.DataFrame, images: dict[str, np.ndarray],
+                         frame: int) -> tuple[dict[str, np.ndarray] | None, dict]:
+    """Masks (``frame`` x ``frame``) that ``lung_mask_model`` predicts for the images whose rows
+    have no reference mask, keeping only plausible pairs of lungs; and what was done."""
+    if lung_mask_model is None:
+        return None, {}
+    by_path = rows.set_index("path")
+    needed = [p for p in images if not loc.has_reference_mask(by_path.loc[p])]
+    if not needed:
+        name = (str(lung_mask_model) if isinstance(lung_mask_model, (str, Path))
+                else lung_mask_model.spec.name)
+        return {}, {"model": name, "predicted": 0, "implausible": []}
+    segmenter = lung_mask_model
+    if isinstance(lung_mask_model, (str, Path)):
+        from lungcad.inference import load_model
+
+        segmenter = load_model(lung_mask_model)
+    if getattr(segmenter, "kind", "classifier") != "segmenter":
+        raise LungcadError(f"the lung-mask model {segmenter.spec.name} is a classifier; give a "
+                           "segmentation model such as jsrt-lungs")
+    masks, implausible = {}, []
+    for path in needed:
+        segmentation = segmenter.segment(images[path])
+        if segmentation.plausible:
+            masks[path] = loc.load_mask_array(segmentation.mask, frame)
+        else:
+            implausible.append(path)
+    name = segmenter.spec.name
+    return masks, {"model": name, "predicted": len(masks), "implausible": implausible}
 
 
 def write_localisation(run: LocalisationRun, out_dir: str | Path,

@@ -7,7 +7,9 @@ For each nodule image, with the nodule's centre (cx, cy) and diameter from the m
   a 512 px image has 32 px = 22 mm cells) and for the radiologists' centre marks.
 - ``top3_hit``: any of the map's 3 highest local peaks does; peaks are found by non-maximum
   suppression and lie at least ``peak_distance_mm`` (default 20 mm) apart.
-- ``lung_share``: the share of the map's total saliency inside the lung-field mask.
+- ``lung_share``: the share of the map's total saliency inside the lung-field mask: the
+  dataset's reference mask where it has one, else (where given) a segmentation model's
+  predicted mask; ``lung_mask_source`` says which ("reference", "predicted (<model>)" or null).
 - ``chance_peak_hit``: the probability that a peak placed uniformly at random in the lung
   fields hits: the baseline a map must beat to show it localises anything.
 
@@ -138,6 +140,9 @@ def summarise(records: Sequence[Mapping]) -> dict:
         "lung_share_median": _finite_median(r["lung_share"] for r in records),
         "peak_distance_mm_median": _finite_median(r["peak_distance_mm"] for r in records),
         "empty_maps": int(sum(bool(r["empty_map"]) for r in records)),
+        "lung_mask_sources": {source: sum(r.get("lung_mask_source") == source for r in records)
+                              for source in sorted({r.get("lung_mask_source") for r in records}
+                                                   - {None})},
     }
 
 
@@ -180,14 +185,18 @@ def score_localisation(maps: Mapping[str, np.ndarray], manifest_rows: pd.DataFra
                        peak_distance_mm: float = DEFAULT_PEAK_DISTANCE_MM,
                        coord_columns: tuple[str, str] = JSRT_COORD_COLUMNS,
                        coord_frame: int = JSRT_COORD_FRAME, k: int = TOP_K,
-                       group_by: str = "subtlety") -> dict:
+                       group_by: str = "subtlety",
+                       predicted_masks: Mapping[str, np.ndarray] | None = None,
+                       predicted_by: str = "jsrt-lungs") -> dict:
     """Score saliency maps (keyed by the manifest's ``path``) against nodule positions.
 
     ``manifest_rows`` needs ``path``, the two ``coord_columns`` (nodule centre, column and row,
     in the square ``coord_frame``; ``pixel_mm`` is that frame's pixel size) and ``size_mm``
     (diameter). Rows without coordinates (no nodule) are listed under ``skipped``. Lung masks
     come from ``masks`` (keyed by path), else from ``root / row.mask_path`` where ``root`` is
-    given; without either, ``lung_share`` is null and the chance baseline uses the whole image.
+    given; where neither has one, from ``predicted_masks`` (keyed by path: a segmentation
+    model's masks, that model named by ``predicted_by``); without any, ``lung_share`` is null
+    and the chance baseline uses the whole image. ``lung_mask_source`` records which was used.
 
     Returns ``{"settings", "overall", "by_<group_by>", "per_image", "skipped"}``, JSON-ready.
     """
@@ -215,13 +224,17 @@ def score_localisation(maps: Mapping[str, np.ndarray], manifest_rows: pd.DataFra
             skipped.append(path)
             continue
         saliency = _resample(np.asarray(raw, dtype=np.float32), coord_frame)
-        mask = None
+        mask, source = None, None
         if masks is not None and path in masks:
-            mask = np.asarray(masks[path]) > 0
+            mask, source = np.asarray(masks[path]) > 0, "reference"
             if mask.shape != saliency.shape:
                 mask = load_mask_array(mask, coord_frame)
-        elif root is not None and isinstance(row.get("mask_path"), str) and row["mask_path"]:
-            mask = load_mask(Path(root) / row["mask_path"], coord_frame)
+        elif root is not None and has_reference_mask(row):
+            mask, source = load_mask(Path(root) / row["mask_path"], coord_frame), "reference"
+        elif predicted_masks is not None and path in predicted_masks:
+            mask, source = np.asarray(predicted_masks[path]) > 0, f"predicted ({predicted_by})"
+            if mask.shape != saliency.shape:
+                mask = load_mask_array(mask, coord_frame)
         radius_px = (size / 2 + margin_mm) / pixel_mm
         peak = global_peak(saliency)
         peaks = top_k_peaks(saliency, k, min_distance_px)
@@ -238,6 +251,7 @@ def score_localisation(maps: Mapping[str, np.ndarray], manifest_rows: pd.DataFra
             "top3_hit": any(_inside(y, x, cx, cy, radius_px) for y, x in peaks),
             "top_peaks": ";".join(f"{x},{y}" for y, x in peaks),
             "lung_share": lung_share(saliency, mask) if mask is not None else None,
+            "lung_mask_source": source,
             "chance_peak_hit": chance_peak_hit(saliency.shape, cx, cy, radius_px, mask),
             "empty_map": peak is None,
         })
@@ -258,6 +272,12 @@ def score_localisation(maps: Mapping[str, np.ndarray], manifest_rows: pd.DataFra
         "per_image": records,
         "skipped": skipped,
     })
+
+
+def has_reference_mask(row) -> bool:
+    """Whether a manifest row names a lung-field mask file (``mask_path``)."""
+    value = row.get("mask_path")
+    return isinstance(value, str) and bool(value)
 
 
 def per_image_frame(result: dict) -> pd.DataFrame:

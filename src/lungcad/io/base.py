@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -60,6 +61,26 @@ def rgb_to_gray(rgb: np.ndarray, meta: ImageMeta, label: str) -> np.ndarray:
                    "differing colour channels (colour marks or annotations burned into the "
                    "image?); converted to gray by luminance, so the marks remain as gray shapes")
     return (rgb.astype(np.float64) @ _LUMA).astype(np.float32)
+
+
+# A Python object's repr, e.g. "<_io.BytesIO object at 0x7f...>": internals, not for users.
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>")
+
+
+def without_internals(text: str) -> str:
+    """``text`` with Python object reprs (and their memory addresses) taken out."""
+    return " ".join(_OBJECT_REPR.sub(" ", text).split())
+
+
+def error_text(error: BaseException) -> str:
+    """A third-party exception's message, fit for a user: no object reprs or addresses."""
+    return without_internals(str(error)) or type(error).__name__
+
+
+def error_detail(error: BaseException) -> str:
+    """``Type: message`` of a third-party exception, as :func:`error_text` cleans it."""
+    text = without_internals(str(error))
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def check_pixel_count(shape: tuple[int, ...], max_pixels: int, what: str) -> None:

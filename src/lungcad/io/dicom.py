@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.io.base import (ImageMeta, LoadedImage, add_note, check_pixel_count, finish,
-                             rgb_to_gray)
+from lungcad.io.base import (ImageMeta, LoadedImage, add_note, check_pixel_count, error_detail,
+                             error_text, finish, rgb_to_gray)
 
 # (centre, width) in Hounsfield units.
 CT_WINDOWS: dict[str, tuple[float, float]] = {"lung": (-600.0, 1500.0),
@@ -95,12 +95,12 @@ def _parse(data: bytes, label: str):
             for element in ds.iterall():
                 _ = element.value
     except (InvalidDicomError, MemoryError) as error:
-        raise LungcadError(f"{label} is not a readable DICOM file ({type(error).__name__}: "
-                           f"{error})") from error
+        raise LungcadError(f"{label} is not a readable DICOM file "
+                           f"({error_detail(error)})") from error
     except Exception as error:  # pydicom's parser raises many types (BytesLengthException,
         # struct.error, ValueError...) on damaged data; all mean the same thing to a user.
         raise LungcadError(f"{label} is not a readable DICOM file: it is truncated or damaged "
-                           f"({type(error).__name__}: {error})") from error
+                           f"({error_detail(error)})") from error
     if not any(keyword in ds for keyword in _PIXEL_DATA_KEYWORDS):
         raise LungcadError(f"{label} is DICOM but holds no image (no Pixel Data element); it may "
                            "be a report or structure set")
@@ -117,8 +117,8 @@ def _modality_values(ds, stored: np.ndarray, meta: ImageMeta, label: str) -> np.
         try:
             return np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
         except Exception as error:  # malformed descriptor or LUT data
-            raise LungcadError(f"{label}: its Modality LUT is damaged ({type(error).__name__}: "
-                               f"{error})") from error
+            raise LungcadError(f"{label}: its Modality LUT is damaged "
+                               f"({error_detail(error)})") from error
     raw = {keyword: ds.get(keyword) for keyword in ("RescaleSlope", "RescaleIntercept")}
     present = {k: v for k, v in raw.items() if v is not None and str(v).strip() != ""}
     if len(present) < 2:
@@ -205,7 +205,7 @@ def _decode(ds, label: str, index: int | None) -> np.ndarray:
         raise LungcadError(f"{label}: not enough memory to decode its pixel data") from error
     except Exception as error:  # plugins raise anything from ValueError to RuntimeError
         raise LungcadError(f"{label}: its pixel data could not be decoded; the file is truncated "
-                           f"or damaged ({type(error).__name__}: {error})") from error
+                           f"or damaged ({error_detail(error)})") from error
 
 
 def _transfer_syntax(ds, label: str):
@@ -269,8 +269,8 @@ def _linear_window(values: np.ndarray, centre: float, width: float,
     try:
         out = apply_windowing(values, voi)
     except ValueError as error:
-        raise LungcadError(f"cannot apply window centre {centre:g}, width {width:g}: {error}") \
-            from error
+        raise LungcadError(f"cannot apply window centre {centre:g}, width {width:g}: "
+                           f"{error_text(error)}") from error
     return np.asarray(out, dtype=np.float64) / 65535.0
 
 
@@ -286,7 +286,7 @@ def _radiograph_display(ds, stored: np.ndarray, values: np.ndarray, meta: ImageM
             out = apply_voi(values.astype(np.int64) if np.issubdtype(stored.dtype, np.integer)
                             else values, ds)
         except Exception as error:
-            raise LungcadError(f"{label}: its VOI LUT is damaged ({error})") from error
+            raise LungcadError(f"{label}: its VOI LUT is damaged ({error_text(error)})") from error
         add_note(meta, f"{label}: VOI LUT from the file applied", warn=False)
         return np.asarray(out, dtype=np.float64) / float(2 ** depth - 1)
     if "WindowCenter" in ds and "WindowWidth" in ds:
@@ -325,7 +325,8 @@ def _colour_to_gray(stored: np.ndarray, ds, meta: ImageMeta, label: str) -> np.n
         try:
             stored = apply_color_lut(stored, ds)
         except Exception as error:
-            raise LungcadError(f"{label}: its colour palette is damaged ({error})") from error
+            raise LungcadError(f"{label}: its colour palette is damaged "
+                               f"({error_text(error)})") from error
     if stored.ndim != 3 or stored.shape[2] != 3:
         raise LungcadError(f"{label}: unexpected colour pixel layout {stored.shape}")
     if np.issubdtype(stored.dtype, np.integer):

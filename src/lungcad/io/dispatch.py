@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lungcad.errors import LungcadError
-from lungcad.io.base import LoadedImage
+from lungcad.io.base import LoadedImage, error_detail, without_internals
 from lungcad.io.jsrt import JSRT_BYTES
 from lungcad.io.source import extension_of, read_head, read_source
 
@@ -69,15 +69,23 @@ def _looks_like_bare_dicom(head: bytes) -> bool:
 
 def load_image(source: Source, *, name: str | None = None, frame: int | None = None,
                window: str | tuple[float, float] | None = None, hu: bool = False,
-               max_pixels: int = 100_000_000) -> LoadedImage:
+               max_pixels: int = 100_000_000,
+               max_decode_bytes: int | None = None) -> LoadedImage:
     """Read one image (path or uploaded bytes) as a 2-D float32 array in display convention.
 
     ``name`` is only an extension hint for headerless raw files given as bytes; the format is
     decided by content. ``frame`` picks one frame of a multi-frame file. ``window`` ("lung",
     "mediastinum" or (centre, width)) and ``hu`` apply to DICOM only. Files claiming more than
-    ``max_pixels`` pixels are refused before decoding. Every failure is a :class:`LungcadError`.
+    ``max_pixels`` pixels are refused before decoding, and so are PNG, JPEG, TIFF and BMP files
+    whose decoded pixels would take more than ``max_decode_bytes`` (pixels x channels x bytes
+    per sample; no such budget by default). Every failure is a :class:`LungcadError`.
     """
     _check_options(frame, window, hu, max_pixels)
+    if max_decode_bytes is not None and (isinstance(max_decode_bytes, bool)
+                                         or not isinstance(max_decode_bytes, int)
+                                         or max_decode_bytes < 1):
+        raise LungcadError("max_decode_bytes must be a positive integer (bytes) or None, not "
+                           f"{max_decode_bytes!r}")
     data, label = read_source(source, name)
     fmt = _sniff(data[:_HEAD_BYTES], len(data), label, extension_of(source, name))
     if fmt != "dicom" and (window is not None or hu):
@@ -85,14 +93,18 @@ def load_image(source: Source, *, name: str | None = None, frame: int | None = N
         raise LungcadError(f"{label} is {fmt.upper()}: {asked} applies to DICOM images only "
                            "(other formats already hold display values)")
     try:
-        return _read(data, fmt, label, frame=frame, window=window, hu=hu, max_pixels=max_pixels)
-    except LungcadError:
+        return _read(data, fmt, label, frame=frame, window=window, hu=hu, max_pixels=max_pixels,
+                     max_decode_bytes=max_decode_bytes)
+    except LungcadError as error:  # a last guard: no Python internals reach a user
+        clean = without_internals(str(error))
+        if clean != str(error):
+            raise LungcadError(clean) from error.__cause__
         raise
     except MemoryError as error:
         raise LungcadError(f"{label}: not enough memory to decode this {fmt} image") from error
     except Exception as error:  # the contract: a reader's failure is always a LungcadError
         raise LungcadError(f"{label} could not be read as {fmt}: the file is damaged or "
-                           f"unsupported ({type(error).__name__}: {error})") from error
+                           f"unsupported ({error_detail(error)})") from error
 
 
 def _check_options(frame, window, hu, max_pixels) -> None:
@@ -116,10 +128,12 @@ def _check_options(frame, window, hu, max_pixels) -> None:
         raise LungcadError(f"max_pixels must be a positive integer, not {max_pixels!r}")
 
 
-def _read(data: bytes, fmt: str, label: str, *, frame, window, hu, max_pixels) -> LoadedImage:
+def _read(data: bytes, fmt: str, label: str, *, frame, window, hu, max_pixels,
+          max_decode_bytes=None) -> LoadedImage:
     if fmt in _RASTER:
         from lungcad.io.raster import read_raster
-        return read_raster(data, fmt, label, frame=frame, max_pixels=max_pixels)
+        return read_raster(data, fmt, label, frame=frame, max_pixels=max_pixels,
+                           max_decode_bytes=max_decode_bytes)
     if fmt == "jsrt-raw":
         from lungcad.io.jsrt import read_jsrt_raw
         _only_frame_zero(frame, label)

@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.io.base import ImageMeta, LoadedImage, check_pixel_count, finish
+from lungcad.io.base import ImageMeta, LoadedImage, check_pixel_count, error_text, finish
 
 _INTEGER_SCALES = {np.dtype(np.uint8): (255.0, 8), np.dtype(np.uint16): (65535.0, 16)}
 
@@ -28,7 +28,7 @@ def read_npy(data: bytes, label: str = "NumPy array",
         array = np.load(stream, allow_pickle=False)
     except (ValueError, EOFError, OSError) as error:
         raise LungcadError(f"{label} could not be read: the .npy file is truncated or damaged "
-                           f"({error})") from error
+                           f"({error_text(error)})") from error
     if array.ndim == 3:
         array = array[..., 0]
     if dtype.kind == "f":
@@ -65,7 +65,7 @@ def _read_header(stream: io.BytesIO, label: str) -> tuple[tuple[int, ...], np.dt
     except Exception as error:  # numpy parses the header with tokenize + literal_eval, which
         # raise TokenError, SyntaxError, ValueError, RecursionError... on damaged text
         raise LungcadError(f"{label} is not a valid .npy file: its header is damaged "
-                           f"({error})") from error
+                           f"({error_text(error)})") from error
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise LungcadError(f"{label} holds {dtype} values (objects or records); lungcad reads "
                            "plain float, uint8 or uint16 arrays and never unpickles objects")

@@ -8,16 +8,19 @@ import warnings
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.io.base import (ImageMeta, LoadedImage, add_note, check_pixel_count, finish,
-                             rgb_to_gray)
+from lungcad.io.base import (ImageMeta, LoadedImage, add_note, check_pixel_count, error_detail,
+                             error_text, finish, rgb_to_gray)
 
 # Pillow names for each format sniff_format returns.
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
 
 
 def read_raster(data: bytes, fmt: str, label: str, *, frame: int | None = None,
-                max_pixels: int = 100_000_000) -> LoadedImage:
-    """Decode ``data`` (already sniffed as ``fmt``) into a gray display image."""
+                max_pixels: int = 100_000_000,
+                max_decode_bytes: int | None = None) -> LoadedImage:
+    """Decode ``data`` (already sniffed as ``fmt``) into a gray display image. The pixel limit
+    and the decode budget (``max_decode_bytes``: pixels x channels x bytes per sample) are
+    checked on the header, before any pixel is decoded."""
     from PIL import Image
 
     what = f"{label} ({fmt.upper()})"
@@ -28,13 +31,16 @@ def read_raster(data: bytes, fmt: str, label: str, *, frame: int | None = None,
         # LungcadError or image that follows; they would only reach the user as noise.
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         try:
-            image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
+            image = _open(data, fmt)
         except Image.DecompressionBombError as error:
-            raise LungcadError(f"{what} is too large to decode safely: {error}") from error
+            raise LungcadError(f"{what} is too large to decode safely: "
+                               f"{error_text(error)}") from error
         except Exception as error:  # Pillow raises many types for bad headers
             raise LungcadError(f"{what} could not be opened: the file is damaged or not a valid "
-                               f"{fmt.upper()} ({type(error).__name__}: {error})") from error
+                               f"{fmt.upper()} ({error_detail(error)})") from error
         check_pixel_count((image.height, image.width), max_pixels, what)
+        if max_decode_bytes is not None:
+            check_decode_budget(image, max_decode_bytes, what)
         n_frames = _frame_count(image, what)
         if frame is not None:
             if not 0 <= frame < n_frames:
@@ -51,10 +57,11 @@ def read_raster(data: bytes, fmt: str, label: str, *, frame: int | None = None,
         except LungcadError:
             raise
         except Image.DecompressionBombError as error:
-            raise LungcadError(f"{what} is too large to decode safely: {error}") from error
+            raise LungcadError(f"{what} is too large to decode safely: "
+                               f"{error_text(error)}") from error
         except Exception as error:
             raise LungcadError(f"{what} could not be decoded: the file is truncated or damaged "
-                               f"({type(error).__name__}: {error})") from error
+                               f"({error_detail(error)})") from error
 
     meta = ImageMeta(format=fmt, original_shape=tuple(stored.shape), bit_depth=bit_depth,
                      pixel_spacing_mm=None, photometric=image.mode)
@@ -65,6 +72,53 @@ def read_raster(data: bytes, fmt: str, label: str, *, frame: int | None = None,
     return finish(gray, meta, what)
 
 
+def _open(data: bytes, fmt: str):
+    """Pillow's reader for ``fmt`` on ``data``, reading the header only. Not through
+    ``Image.open``, whose own decompression-bomb check (at Pillow's fixed limit, with Pillow's
+    wording) would answer before lungcad's pixel limit and decode budget."""
+    from PIL import Image
+
+    name = _PIL_FORMATS[fmt]
+    if name not in Image.OPEN:
+        Image.init()
+    factory, _accept = Image.OPEN[name]
+    return factory(io.BytesIO(data))
+
+
+def _decoded_sample_layout(image) -> tuple[int, int]:
+    """(channels, bytes per sample) of the array an image decodes to, from its header."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode in ("P", "PA"):  # a palette expands to RGB, or RGBA with transparency
+        return (4 if mode == "PA" or "transparency" in image.info else 3), 1
+    if mode.startswith("I;16"):
+        return 1, 2
+    if mode in ("I", "F"):
+        return 1, 4
+    try:
+        return Image.getmodebands(mode), 1
+    except (KeyError, ValueError):
+        return 4, 4  # an unusual mode: count it as large as any
+
+
+def check_decode_budget(image, max_decode_bytes: int, what: str) -> None:
+    """Refuse an image whose decoded pixels (pixels x channels x bytes per sample) would take
+    more than ``max_decode_bytes``, from its header alone: a small file of many wide pixels
+    (RGBA, 16-bit) costs memory that the pixel count does not show."""
+    channels, sample_bytes = _decoded_sample_layout(image)
+    needed = image.width * image.height * channels * sample_bytes
+    if needed > max_decode_bytes:
+        mb = 1024 * 1024
+        raise LungcadError(
+            f"{what} is {image.width}x{image.height} pixels x {channels} "
+            f"channel{'s' if channels > 1 else ''} x {sample_bytes} "
+            f"byte{'s' if sample_bytes > 1 else ''}: {needed / mb:.3g} MB to decode, more than "
+            f"the limit of {max_decode_bytes / mb:.3g} MB (max_decode_bytes); refusing it "
+            "before decoding. Send a smaller or grayscale image, or pass a larger "
+            "max_decode_bytes if the image is genuine.")
+
+
 def _frame_count(image, what: str) -> int:
     # Pillow walks a TIFF's page chain to count frames, reading each page header: damage there
     # raises (TypeError "Missing dimensions", OSError...) from this innocent-looking attribute.
@@ -72,14 +126,15 @@ def _frame_count(image, what: str) -> int:
         return int(getattr(image, "n_frames", 1) or 1)
     except Exception as error:
         raise LungcadError(f"{what} could not be decoded: its page (frame) list is damaged "
-                           f"({type(error).__name__}: {error})") from error
+                           f"({error_detail(error)})") from error
 
 
 def _seek(image, frame: int, what: str) -> None:
     try:
         image.seek(frame)
     except Exception as error:
-        raise LungcadError(f"{what}: could not go to frame {frame} ({error})") from error
+        raise LungcadError(f"{what}: could not go to frame {frame} "
+                           f"({error_text(error)})") from error
 
 
 def _png_bit_depth(data: bytes) -> int:

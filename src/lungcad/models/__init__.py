@@ -8,15 +8,17 @@ import re
 from lungcad.errors import LungcadError
 
 # Each import registers its architecture(s) by name.
-from lungcad.models import ct_cnn, efficientnet_lite, nodule_heatmap, paper_cnn_lstm, vgg16_lstm  # noqa: F401,E501
+from lungcad.models import (ct_cnn, efficientnet_lite, lung_unet, nodule_heatmap,  # noqa: F401
+                            paper_cnn_lstm, vgg16_lstm)
 from lungcad.models.registry import ModelInfo, logits_to_probs, registered
 
 __all__ = ["ModelInfo", "create_model", "list_models", "loading_args", "logits_to_probs",
            "model_info"]
 
 
-def list_models() -> list[ModelInfo]:
-    return list(registered().values())
+def list_models(kind: str | None = None) -> list[ModelInfo]:
+    """Every registered architecture, or those of one ``kind`` (classifier, segmenter)."""
+    return [m for m in registered().values() if kind is None or m.kind == kind]
 
 
 def model_info(name: str) -> ModelInfo:

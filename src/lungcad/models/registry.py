@@ -24,6 +24,7 @@ class ModelInfo:
     std: float = 0.25
     size_multiple: int = 32   # input sides must be divisible by this
     defaults: dict = field(default_factory=dict)
+    kind: str = "classifier"  # or "segmenter": logits (N, 1, H, W), one per pixel
 
 
 _REGISTRY: dict[str, ModelInfo] = {}

@@ -3,8 +3,11 @@
 Build it with :func:`create_app`; ``lungcad serve`` runs it under uvicorn. Models are loaded
 once, here; decoding and prediction run in worker threads so the event loop keeps answering.
 
-Uploads: the request body is capped (:mod:`lungcad.serving.limits`) before and while it is read.
-Starlette keeps a file part in memory up to 1 MB and spools the rest to an anonymous temporary
+Requests: only for the host names configured, and no POSTs from other sites
+(:mod:`lungcad.serving.guards`). Uploads: the request body is capped in size and in time
+(:mod:`lungcad.serving.limits`) before and while it is read; at most ``max_in_flight`` requests
+per model are admitted, the rest answered 503 with Retry-After. Starlette keeps a file part
+in memory up to 1 MB and spools the rest to an anonymous temporary
 file (unlinked when created: private to this process, gone when the request ends); the image is
 then decoded from bytes in memory. The client's file name is only a format hint for headerless
 JSRT files and a label in messages, never a path.
@@ -13,25 +16,30 @@ JSRT files and a label in messages, never a path.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
-from typing import Annotated, Any, Sequence
+from typing import Annotated, Any, Sequence, Union
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lungcad.disclaimer import DISCLAIMER
 from lungcad.errors import LungcadError
 from lungcad.inference import load_model
-from lungcad.serving.heatmap import HeatmapUnavailable
-from lungcad.serving.limits import BodySizeLimitMiddleware
-from lungcad.serving.service import (ApiError, ServedModel, decode_upload, display_fields,
-                                     heatmap_fields, predict_payload, unique_ids)
+from lungcad.serving.guards import (RequestGuardMiddleware, SecurityHeadersMiddleware,
+                                    allowed_host_names)
+from lungcad.serving.limits import BodySizeLimitMiddleware, BodyTimeoutMiddleware
+from lungcad.serving.loading import runtime_for
+from lungcad.serving.lungs import lungs_fields, lungs_model_id
+from lungcad.serving.pipeline import analyse
+from lungcad.serving.schemas import (ERRORS, HealthResponse, ModelsResponse, PredictResponse,
+                                     SegmentationResponse)
+from lungcad.serving.service import (ApiError, ServedModel, display_fields, heatmap_fields,
+                                     unique_ids)
 from lungcad.serving.settings import ServeSettings
 from lungcad.version import __version__
 
@@ -40,81 +48,19 @@ API = "/api/v1"
 log = logging.getLogger("lungcad.serving")
 
 
-class ErrorResponse(BaseModel):
-    error: str
-
-
-class ImageInfo(BaseModel):
-    width: int
-    height: int
-    format: str
-    modality: str
-    notes: list[str]
-
-
-class PredictResponse(BaseModel):
-    # Also one ``prob_<class>`` field per class, hence extra fields allowed.
-    model_config = ConfigDict(extra="allow")
-    model: str
-    model_version: str
-    task: str
-    probabilities: dict[str, float]
-    label: str
-    threshold: float | None
-    image: ImageInfo
-    heatmap_png: str | None = None
-    heatmap_method: str | None = None
-    heatmap_error: str | None = None  # why a heatmap asked for is absent
-
-
-class ModelInfoResponse(BaseModel):
-    id: str
-    name: str
-    version: str
-    task: str
-    architecture: str
-    classes: list[str]
-    threshold: float | None
-    threshold_rule: str
-    modality: str
-    input_size: int
-    runtime: str
-    heatmaps: bool
-    card: str
-
-
-class ModelsResponse(BaseModel):
-    default: str
-    models: list[ModelInfoResponse]
-
-
-class HealthResponse(BaseModel):
-    status: str
-    version: str
-    models: list[str]
-    disclaimer: str
-
-
-_ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in [
-    (400, "The request body could not be parsed"),
-    (404, "Unknown model"),
-    (413, "Upload over the size limit"),
-    (422, "Missing field, or an image that cannot be read or used (empty, not an image, "
-          "truncated, too many pixels, blank, values out of range)"),
-]}
-
-
 def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> FastAPI:
     """The web app serving ``models``: loaded :class:`~lungcad.model_dir.LungModel` objects, or
     names/paths loaded here with ``settings.runtime``. The first model is the default."""
     settings = settings or ServeSettings()
-    loaded = [load_model(m, settings.runtime, settings.threads)
+    loaded = [load_model(m, runtime_for(m, settings.runtime), settings.threads)
               if isinstance(m, (str, Path)) else m for m in models]
     if not loaded:
         raise LungcadError("no model to serve; pass at least one model directory")
-    served = {mid: ServedModel(mid, m, workers=settings.inference_workers)
+    served = {mid: ServedModel(mid, m, workers=settings.inference_workers,
+                               max_in_flight=settings.max_in_flight)
               for mid, m in zip(unique_ids([m.spec.name for m in loaded]), loaded)}
     default_id = next(iter(served))
+    lungs_id = lungs_model_id(served)
 
     app = FastAPI(title="lungcad", version=__version__, docs_url=None, redoc_url=None,
                   description="Signs of lung cancer in chest radiographs and lung CT slices. "
@@ -124,6 +70,11 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
     _install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
+    # Outermost (added last): a request for another host name or from another site goes no
+    # further.
+    app.add_middleware(RequestGuardMiddleware,
+                       allowed_hosts=allowed_host_names(settings.host, settings.allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_docs(app)
 
@@ -140,11 +91,13 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
     @app.get(f"{API}/models", response_model=ModelsResponse, tags=["service"])
     def list_models() -> dict:
         """The models served: classes, decision threshold, modality and model card."""
-        return {"default": default_id, "models": [s.describe() for s in served.values()]}
+        return {"default": default_id, "models": [s.describe() for s in served.values()],
+                "lungs_model": lungs_id}
 
-    @app.post(f"{API}/predict", response_model=PredictResponse, responses=_ERRORS,
-              tags=["predict"])
+    @app.post(f"{API}/predict", response_model=Union[PredictResponse, SegmentationResponse],
+              responses=ERRORS, tags=["predict"])
     async def predict(
+        request: Request,
         file: Annotated[UploadFile, File(description="One image: PNG, JPEG, TIFF, BMP, DICOM, "
                                          "JSRT raw .IMG or .npy; the format is read from the "
                                          "content, not the name")],
@@ -157,40 +110,108 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         heatmap_query: Annotated[bool, Query(alias="heatmap", description="Add a heatmap "
                                              "(base64 PNG of the image with the saliency map "
                                              "blended in)")] = False,
+        lungs_field: Annotated[bool | None, Form(alias="lungs", description="Add the lung "
+                                                 "outline")] = None,
+        lungs_query: Annotated[bool, Query(alias="lungs", description="Add the lung outline "
+                                           "of the served segmentation model (lungs_png, a "
+                                           "transparent layer the size of image_png) to a "
+                                           "classifier's answer")] = False,
+        frame_field: Annotated[int | None, Form(alias="frame", ge=0, description="For a "
+                                                "multi-frame file (DICOM cine, multi-page "
+                                                "TIFF): the frame to analyse, from 0")] = None,
+        frame_query: Annotated[int | None, Query(alias="frame", ge=0, description="The frame "
+                                                 "of a multi-frame file, from 0 (as the form "
+                                                 "field)")] = None,
         display: Annotated[bool, Query(description="Also return the image as read "
                                        "(image_png) and the heatmap layer alone "
                                        "(heatmap_layer_png), shrunk for display: the web page "
                                        "uses these")] = False,
     ) -> JSONResponse:
-        """Predict one image. Research output, not a diagnosis."""
+        """Predict one image. Research output, not a diagnosis.
+
+        A **classifier** answers with class probabilities (`probabilities`, one `prob_<class>`
+        per class), the `label` at the model's `threshold`, and on request a heatmap. With
+        `lungs=true` it also gets the lung outline of the served segmentation model
+        (`lungs_model`, see `/api/v1/models`): `lungs_png` (base64 RGBA PNG, transparent but
+        for the outline, the size of `image_png`), `lungs_measures`, `lungs_warnings`,
+        `lungs_plausible`; or `lungs_error` saying why there is none.
+
+        A **segmentation model** (`kind` "segmenter" in `/api/v1/models`) answers with
+        `{"kind": "segmentation", "plausible", "measures", "warnings", "mask_png",
+        "overlay_png", "image", ...}`: `mask_png` is the lung mask at the image's own size
+        (8-bit gray, 255 = lung), `overlay_png` the image with each lung's outline and measures
+        (shrunk for display), `measures` per side (the patient's: on a PA view the right lung
+        is on the image's left) `right_area_px`, `right_height_px`, `left_area_px`,
+        `left_height_px`, `lung_fraction`, and `*_area_mm2` / `*_height_mm` where the pixel
+        spacing is known (DICOM). `warnings` is non-empty, and `plausible` false, where no
+        plausible pair of lungs is found (a CT slice, a lateral view): do not trust that mask.
+        With `display=true` it adds `image_png` and the outline layer `lungs_png`. `heatmap`
+        and `lungs` are ignored for a segmentation model.
+
+        One image per request, in one `file` field. A multi-frame file (DICOM with several
+        frames, multi-page TIFF) needs `frame`. `image.notes` lists what the reader or the model
+        noticed (ignored transparency, an aspect ratio the model squeezes...). Each model takes
+        a bounded number of requests at once: beyond it the answer is 503 with `Retry-After`.
+        """
         model_id = model_field or model_query or default_id
         if model_id not in served:
             raise ApiError(404, f"unknown model {model_id!r}; this server serves: "
                                 f"{', '.join(served)} (see {API}/models)")
+        files = (await request.form()).getlist("file")  # parsed already: FastAPI caches it
+        if len(files) > 1:
+            raise ApiError(422, f"the request holds {len(files)} files in the field 'file'; send "
+                                "one image per request")
         chosen = served[model_id]
         want_heatmap = heatmap_field if heatmap_field is not None else heatmap_query
-        data = await file.read()  # bounded by BodySizeLimitMiddleware
-        # Decoding runs on the model's threads too: beside a prediction that already keeps every
-        # core busy, a concurrent decode would only preempt PyTorch's threads (which then wait
-        # for each other), and it bounds the memory that decoded images take.
-        image = await chosen.run(decode_upload, data, file.filename, chosen, settings.max_pixels)
-        del data
-        payload = await chosen.run(predict_payload, chosen, image)
-        if want_heatmap:
-            try:
-                heat = await chosen.run(chosen.heatmaps.saliency, image.array)
-            except HeatmapUnavailable as error:
-                # The prediction stands; the answer says why it comes without a heatmap.
-                payload["heatmap_error"] = str(error)
-            else:
+        want_lungs = lungs_field if lungs_field is not None else lungs_query
+        frame = frame_field if frame_field is not None else frame_query
+        chosen.admit()  # or 503 with Retry-After
+        started = time.monotonic()
+        try:
+            data = await file.read()  # bounded by BodySizeLimitMiddleware
+            # Decoding runs on the model's threads too, in the same job as the prediction and
+            # the saliency map: beside a prediction that already keeps every core busy, a
+            # concurrent decode would only preempt PyTorch's threads, and one job per request
+            # keeps its decoded image from waiting in memory behind other requests.
+            done = await chosen.run(analyse, chosen, data, file.filename, settings, frame,
+                                    want_heatmap and chosen.kind == "classifier", display)
+            del data
+            payload, image = done.payload, done.image
+            if chosen.kind == "classifier" and want_lungs:
+                payload.update(await _lungs(served.get(lungs_id) if lungs_id else None, chosen,
+                                            image, settings.display_side))
+            if done.heat_error is not None:
+                payload["heatmap_error"] = done.heat_error
+            elif done.heat is not None:
                 payload.update(await run_in_threadpool(heatmap_fields, chosen, image.array,
-                                                       heat, settings.display_side, display))
-        if display:
-            payload.update(await run_in_threadpool(display_fields, image.array,
-                                                   settings.display_side))
-        return JSONResponse(payload)
+                                                       done.heat, settings.display_side, display))
+            if display:
+                payload.update(await run_in_threadpool(display_fields, image.array,
+                                                       settings.display_side))
+            return JSONResponse(payload)
+        finally:
+            chosen.release(time.monotonic() - started)
 
     return app
+
+
+async def _lungs(lungs: ServedModel | None, chosen: ServedModel, image, display_side: int) -> dict:
+    """The lung outline for a classifier's answer, from the served segmenter, which counts it
+    among its requests in flight (a busy segmenter means no outline, not a refused request)."""
+    if lungs is None:
+        return await chosen.run(lungs_fields, None, image, display_side)
+    if lungs is not chosen:
+        try:
+            lungs.admit()
+        except ApiError:
+            return {"lungs_error": f"no lung outline: the lung model {lungs.id!r} is busy; "
+                                   "ask again later"}
+    started = time.monotonic()
+    try:
+        return await lungs.run(lungs_fields, lungs, image, display_side)
+    finally:
+        if lungs is not chosen:
+            lungs.release(time.monotonic() - started)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -198,7 +219,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(LungcadError)
     async def lungcad_error(_: Request, exc: LungcadError) -> JSONResponse:
@@ -263,34 +284,3 @@ def _install_docs(app: FastAPI) -> None:
                                    swagger_js_url=f"{assets}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{assets}/swagger-ui.css",
                                    swagger_favicon_url=f"{assets}/favicon-32x32.png")
-
-
-_PAGE_CSP = (b"default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
-             b"style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-             b"frame-ancestors 'none'; form-action 'self'")
-
-
-class SecurityHeadersMiddleware:
-    """nosniff everywhere; a strict Content-Security-Policy on the page and its assets (the
-    Swagger page needs its inline script, so it gets none)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        strict = not scope["path"].startswith("/docs")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                headers.append((b"referrer-policy", b"no-referrer"))
-                if strict:
-                    headers.append((b"content-security-policy", _PAGE_CSP))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,13 +17,19 @@ from lungcad.errors import LungcadError
 from lungcad.serving.heatmap import HeatmapService, grayscale_png, heatmaps_unavailable_reason
 
 
+# Aspect ratios (width / height) the model's preprocessing takes without a word; beyond them it
+# warns that the image is squeezed to a square (lungcad.preprocess.Preprocessing.check).
+ASPECT_RANGE = (0.33, 3.0)
+
+
 class ApiError(Exception):
     """An error the client caused: answered with ``status`` and ``{"error": message}``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 @dataclass
@@ -30,8 +37,13 @@ class ServedModel:
     id: str
     model: object  # a LungModel, or a model with the same interface (ONNX runtime)
     workers: int = 1
+    # Requests admitted at once (decoding, predicting or waiting for this model's threads).
+    max_in_flight: int = 8
     heatmaps: HeatmapService = field(init=False)
     executor: ThreadPoolExecutor = field(init=False)
+    in_flight: int = field(init=False, default=0)
+    # Recent seconds per request (moving average): what Retry-After is estimated from.
+    recent_seconds: float = field(init=False, default=1.0)
 
     def __post_init__(self) -> None:
         self.heatmaps = HeatmapService(self.model)
@@ -40,6 +52,27 @@ class ServedModel:
         # the server's many pool threads is free) avoids piling up idle, spinning teams.
         self.executor = ThreadPoolExecutor(max_workers=self.workers,
                                            thread_name_prefix=f"lungcad-model-{self.id}")
+
+    def admit(self) -> None:
+        """Count one more request in flight, or refuse it (503, Retry-After) at the bound.
+        Called on the event loop only, so the count needs no lock."""
+        if self.in_flight >= self.max_in_flight:
+            wait = self.retry_after()
+            plural = "s" if self.max_in_flight > 1 else ""
+            raise ApiError(503, f"the server is busy: model {self.id!r} already has "
+                                f"{self.max_in_flight} request{plural} in flight (the server's "
+                                f"--max-in-flight); try again in {wait} s",
+                           headers={"Retry-After": str(wait)})
+        self.in_flight += 1
+
+    def release(self, seconds: float) -> None:
+        self.in_flight -= 1
+        self.recent_seconds = 0.8 * self.recent_seconds + 0.2 * max(0.0, seconds)
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the queue ahead, at the recent pace."""
+        ahead = max(1, self.in_flight - self.workers + 1)
+        return max(1, min(120, math.ceil(self.recent_seconds * ahead / self.workers)))
 
     async def run(self, function, *args):
         """``function(*args)`` on this model's threads, awaited without blocking the loop."""
@@ -57,15 +90,22 @@ class ServedModel:
             return None
         return 0.5 if self.spec.threshold is None else float(self.spec.threshold)
 
+    @property
+    def kind(self) -> str:
+        """``classifier`` or ``segmenter`` (a lung mask per image)."""
+        return getattr(self.model, "kind", "classifier")
+
     def describe(self) -> dict:
         spec = self.spec
         return {"id": self.id, "name": spec.name, "version": spec.version, "task": spec.task,
+                "kind": self.kind,
                 "architecture": spec.architecture, "classes": list(spec.classes),
                 "threshold": self.effective_threshold(), "threshold_rule": spec.threshold_rule,
                 "modality": spec.modality, "input_size": spec.preprocessing.size,
                 "runtime": "torch" if getattr(self.model, "network", None) is not None
                 else "onnx",
-                "heatmaps": heatmaps_unavailable_reason(self.model) is None,
+                "heatmaps": (self.kind == "classifier"
+                             and heatmaps_unavailable_reason(self.model) is None),
                 "card": getattr(self.model, "card", "") or ""}
 
 
@@ -89,7 +129,8 @@ def safe_label(filename: str | None) -> str:
     return base or "uploaded image"
 
 
-def decode_upload(data: bytes, filename: str | None, served: ServedModel, max_pixels: int):
+def decode_upload(data: bytes, filename: str | None, served: ServedModel, max_pixels: int,
+                  max_decode_bytes: int | None = None, frame: int | None = None):
     """Bytes to a :class:`~lungcad.io.LoadedImage` the model accepts, or an ApiError (422)."""
     from lungcad.io import load_image
 
@@ -97,12 +138,27 @@ def decode_upload(data: bytes, filename: str | None, served: ServedModel, max_pi
     if not data:
         raise ApiError(422, f"{label} is empty (0 bytes); choose an image file")
     try:
-        loaded = load_image(data, name=label, max_pixels=max_pixels)
-        # The model's own input checks (size, range, blank), before waiting for the model.
+        loaded = load_image(data, name=label, frame=frame, max_pixels=max_pixels,
+                            max_decode_bytes=max_decode_bytes)
+        # The model's own input checks (size, range, blank), before waiting for the model. Its
+        # aspect-ratio warning only reaches the server's log: the answer gets a note (below).
         served.spec.preprocessing.check(loaded.array, label)
     except LungcadError as error:
         raise ApiError(422, str(error)) from None
+    note = aspect_note(loaded.array.shape, label)
+    if note and note not in loaded.meta.notes:
+        loaded.meta.notes.append(note)
     return loaded
+
+
+def aspect_note(shape: tuple[int, ...], label: str) -> str | None:
+    """The note for an image the preprocessing squeezes out of shape, or None."""
+    height, width = shape[:2]
+    aspect = width / height
+    if ASPECT_RANGE[0] <= aspect <= ASPECT_RANGE[1]:
+        return None
+    return (f"{label}: unusual aspect ratio {aspect:.2f} (width / height); the image is "
+            "squeezed to a square for the model, which may distort it")
 
 
 def predict_payload(served: ServedModel, loaded) -> dict:
@@ -112,7 +168,6 @@ def predict_payload(served: ServedModel, loaded) -> dict:
     except LungcadError as error:
         raise ApiError(422, str(error)) from None
     probabilities = {c: float(p) for c, p in prediction.probabilities.items()}
-    meta = loaded.meta
     payload = {
         "model": served.id,
         "model_version": served.spec.version,
@@ -121,11 +176,16 @@ def predict_payload(served: ServedModel, loaded) -> dict:
         **{f"prob_{c}": p for c, p in probabilities.items()},
         "label": prediction.label,
         "threshold": served.effective_threshold(),
-        "image": {"width": int(loaded.array.shape[1]), "height": int(loaded.array.shape[0]),
-                  "format": meta.format, "modality": meta.modality,
-                  "notes": list(meta.notes)},
+        "image": image_info(loaded),
     }
     return payload
+
+
+def image_info(loaded) -> dict:
+    """What the answer says about the decoded image."""
+    meta = loaded.meta
+    return {"width": int(loaded.array.shape[1]), "height": int(loaded.array.shape[0]),
+            "format": meta.format, "modality": meta.modality, "notes": list(meta.notes)}
 
 
 def heatmap_fields(served: ServedModel, image: np.ndarray, heat: np.ndarray,

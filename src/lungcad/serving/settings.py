@@ -29,12 +29,40 @@ class ServeSettings:
     # Threads for one prediction: ONNX Runtime's intra-op threads (--runtime onnx); the CLI also
     # sets torch's. None: each runtime's own default.
     threads: int | None = None
+    # Bytes an image may take once decoded (pixels x channels x bytes per sample, read from its
+    # header): 40 M pixels of 8-bit gray take 40 MB, but of 8-bit RGBA 160 MB, from a file of a
+    # few hundred KB. 128 MB admits a 2048x2048 RGB (12.6 MB) or a 15 M pixel 16-bit CR (30 MB)
+    # with room to spare, and refuses the 6300x6300 RGBA (159 MB) of issue 18.
+    max_decode_bytes: int = 128 * MB
+    # Requests per model being decoded, predicted or waiting for it; beyond it the answer is 503
+    # with Retry-After. Each may hold a decoded image (up to 4 B/pixel), so this bounds memory
+    # and the wait of a request that is let in.
+    max_in_flight: int = 8
+    # Seconds a request body may take to arrive; a body still incomplete then is answered 408
+    # and its connection closed (uvicorn's keep-alive timeout does not cover a stalled body).
+    body_timeout_s: float = 60.0
+    # Host names the server answers to, besides the bind address, localhost, 127.0.0.1 and
+    # [::1] (a page on another site reaching the server through DNS rebinding uses its own).
+    # "*" accepts any.
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "display_side", "inference_workers"):
+        for name in ("max_upload_bytes", "max_pixels", "display_side", "inference_workers",
+                     "max_decode_bytes", "max_in_flight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LungcadError(f"{name} must be a positive integer, not {value!r}")
+        timeout = self.body_timeout_s
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+                0 < timeout < float("inf")):
+            raise LungcadError(f"body_timeout_s must be a positive number of seconds, not "
+                               f"{timeout!r}")
+        if not isinstance(self.allowed_hosts, str):
+            object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+        if isinstance(self.allowed_hosts, str) or not all(
+                isinstance(h, str) and h.strip() for h in self.allowed_hosts):
+            raise LungcadError("allowed_hosts must be a tuple of host names, not "
+                               f"{self.allowed_hosts!r}")
         if self.threads is not None and (isinstance(self.threads, bool)
                                          or not isinstance(self.threads, int) or self.threads < 1):
             raise LungcadError(f"threads must be a positive integer, not {self.threads!r}")

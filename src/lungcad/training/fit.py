@@ -62,6 +62,8 @@ def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
     from lungcad.model_dir import save_model_dir
     from lungcad.provenance import write_json
 
+    if view.task.segmentation:
+        return _finish_segmenter(trained, view, Path(out_dir))
     probs = trained.val_probs
     if probs is None:
         probs = predict_part(trained.network, trained.spec, view, "val")
@@ -75,6 +77,25 @@ def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
     card = trained.card(spec) if callable(trained.card) else trained.card
     model_dir = save_model_dir(Path(out_dir) / MODEL_DIR, trained.network, spec, card)
     write_json(Path(out_dir) / THRESHOLD_FILE, choice.to_dict())
+    return model_dir
+
+
+def _finish_segmenter(trained: TrainedFold, view, out_dir: Path) -> Path:
+    """A segmenter's pixel threshold is fixed at 0.5: nothing is decided on validation."""
+    from lungcad.atomic import atomic_write
+    from lungcad.evaluation.thresholds import ThresholdChoice
+    from lungcad.model_dir import save_model_dir
+    from lungcad.provenance import write_json
+
+    choice = ThresholdChoice(0.5, "0.5", "none", None, len(view.val),
+                             "pixel probability >= 0.5 (fixed; nothing is tuned on validation)")
+    spec = replace(trained.spec, threshold=choice.value, threshold_rule=choice.description)
+    if trained.val_table is not None:
+        atomic_write(out_dir / VAL_PREDICTIONS,
+                     trained.val_table.to_csv(index=False, float_format="%.17g").encode())
+    card = trained.card(spec) if callable(trained.card) else trained.card
+    model_dir = save_model_dir(out_dir / MODEL_DIR, trained.network, spec, card)
+    write_json(out_dir / THRESHOLD_FILE, choice.to_dict())
     return model_dir
 
 

@@ -50,12 +50,15 @@ class TrainerInfo:
 class TrainedFold:
     """What a trainer hands back: the trained network, its spec (no threshold yet), its model
     card (text, or a function of the final spec) and the validation probabilities, unrounded,
-    one row per image of the fold's validation part in its order (None: predict them here)."""
+    one row per image of the fold's validation part in its order (None: predict them here).
+    A segmenter has no threshold to decide: it hands back ``val_table`` instead (path and its
+    scores per validation image), written as val_predictions.csv."""
 
     network: object
     spec: object
     card: str | Callable | None = None
     val_probs: np.ndarray | None = None
+    val_table: object = None
 
 
 _TRAINERS: dict[str, TrainerInfo] = {}

@@ -1,10 +1,12 @@
-// lungcad web page: upload images to /api/v1/predict and show verdict, probabilities, heatmap.
+// lungcad web page: upload images to /api/v1/predict and show verdict, probabilities, heatmap,
+// and lung outlines (a segmentation model's answer, or a layer over a classifier's image).
 // Everything from the server or the user (file names, messages, model cards) is put in the page
 // as text nodes, never as HTML.
 "use strict";
 
 const API = "/api/v1";
-const state = { models: [], byId: new Map(), queue: Promise.resolve(), counter: 0 };
+const state = { models: [], byId: new Map(), queue: Promise.resolve(), counter: 0,
+                lungsModel: null };
 
 // --- small DOM helpers -----------------------------------------------------------------------
 
@@ -119,19 +121,35 @@ function currentModel() {
   return state.byId.get(document.getElementById("model-select").value) || state.models[0];
 }
 
+function isSegmenter(model) {
+  return model.kind === "segmenter";
+}
+
 function showModel(model) {
   const threshold = model.threshold === null
     ? "most probable class wins"
     : `verdict "${model.classes[model.classes.length - 1]}" at p ≥ ${model.threshold.toFixed(3)}`;
-  document.getElementById("model-summary").textContent =
-    `${model.name} v${model.version} · ${model.task} · ${model.modality} · ` +
-    `classes: ${model.classes.join(", ")} · ${threshold}`;
+  document.getElementById("model-summary").textContent = isSegmenter(model)
+    ? `${model.name} v${model.version} · ${model.task} · ${model.modality} · ` +
+      "outlines the lung fields and measures each lung"
+    : `${model.name} v${model.version} · ${model.task} · ${model.modality} · ` +
+      `classes: ${model.classes.join(", ")} · ${threshold}`;
   renderMarkdown(model.card || "", document.getElementById("model-card"));
   const wantHeatmap = document.getElementById("want-heatmap");
   wantHeatmap.disabled = !model.heatmaps;
   if (!model.heatmaps) wantHeatmap.checked = false;
-  document.getElementById("heatmap-note").textContent = model.heatmaps
-    ? "" : "(not available for this model: it runs on ONNX Runtime, or heatmaps are not installed)";
+  if (model.heatmaps && wantHeatmap.dataset.userSet !== "true") wantHeatmap.checked = true;
+  document.getElementById("heatmap-note").textContent = model.heatmaps ? ""
+    : isSegmenter(model) ? "(a segmentation model outlines the lungs; it has no heatmap)"
+      : "(not available for this model: it runs on ONNX Runtime, or heatmaps are not installed)";
+  // The lung outline layer: for a classifier, when the server has a lung model; on by
+  // default for radiograph models.
+  const lungsOption = document.getElementById("lungs-option");
+  lungsOption.hidden = !state.lungsModel || isSegmenter(model);
+  document.getElementById("want-lungs").checked =
+    !lungsOption.hidden && model.modality === "chest radiograph";
+  document.getElementById("lungs-note").textContent = state.lungsModel
+    ? `(model ${state.lungsModel}; for frontal chest radiographs)` : "";
 }
 
 async function loadModels() {
@@ -139,6 +157,7 @@ async function loadModels() {
   if (!response.ok) throw new Error(`cannot list the models (HTTP ${response.status})`);
   const body = await response.json();
   state.models = body.models;
+  state.lungsModel = body.lungs_model || null;
   const select = document.getElementById("model-select");
   for (const model of body.models) {
     state.byId.set(model.id, model);
@@ -185,16 +204,7 @@ function verdictBlock(result, model) {
     el("span", { class: "verdict-rule", text: rule }));
 }
 
-function viewer(result, fileName) {
-  const base = el("img", { class: "base", alt: `${fileName} as read by lungcad`,
-                          src: `data:image/png;base64,${result.image_png}` });
-  const stack = el("div", { class: "stack" }, base);
-  const figure = el("figure", { class: "viewer" }, stack);
-  if (!result.heatmap_layer_png) {
-    figure.append(el("figcaption", { class: "muted",
-                                     text: result.heatmap_error || "No heatmap requested." }));
-    return figure;
-  }
+function heatmapControls(stack, result) {
   const layer = el("img", { class: "heatmap", alt: "Heatmap: where the model looked (red = most)",
                            src: `data:image/png;base64,${result.heatmap_layer_png}` });
   stack.append(layer);
@@ -209,25 +219,107 @@ function viewer(result, fileName) {
   toggle.addEventListener("change", apply);
   opacity.addEventListener("input", apply);
   apply();
-  figure.append(el("figcaption", { class: "viewer-controls" },
-    el("span", { class: "control" }, toggle, el("label", { for: toggle.id, text: "Show heatmap" })),
-    el("span", { class: "control" }, el("label", { for: opacity.id, text: "Opacity" }), opacity)));
+  return [el("span", { class: "control" }, toggle,
+             el("label", { for: toggle.id, text: "Show heatmap" })),
+          el("span", { class: "control" }, el("label", { for: opacity.id, text: "Opacity" }),
+             opacity)];
+}
+
+function lungsControl(stack, layerPng, plausible) {
+  const layer = el("img", { class: "lungs", src: `data:image/png;base64,${layerPng}`,
+    alt: "Lung outline: the patient's right lung in cyan, the left in orange" });
+  stack.append(layer); // above the heatmap
+  const toggle = el("input", { type: "checkbox", id: `lungs-${++state.counter}`,
+                               checked: plausible });
+  const apply = () => { layer.hidden = !toggle.checked; };
+  toggle.addEventListener("change", apply);
+  apply();
+  return el("span", { class: "control" }, toggle,
+            el("label", { for: toggle.id, text: "Show lungs" }));
+}
+
+function viewer(result, fileName) {
+  const base = el("img", { class: "base", alt: `${fileName} as read by lungcad`,
+                          src: `data:image/png;base64,${result.image_png}` });
+  const stack = el("div", { class: "stack" }, base);
+  const figure = el("figure", { class: "viewer" }, stack);
+  const controls = [];
+  const segmentation = result.kind === "segmentation";
+  if (result.heatmap_layer_png) controls.push(...heatmapControls(stack, result));
+  if (result.lungs_png) {
+    const plausible = segmentation ? result.plausible : result.lungs_plausible;
+    controls.push(lungsControl(stack, result.lungs_png, plausible !== false));
+  }
+  if (controls.length) figure.append(el("figcaption", { class: "viewer-controls" }, ...controls));
+  const missing = [];
+  if (!segmentation && !result.heatmap_layer_png) {
+    missing.push(result.heatmap_error || "No heatmap requested.");
+  }
+  if (result.lungs_error) missing.push(result.lungs_error);
+  for (const text of missing) figure.append(el("figcaption", { class: "muted", text }));
   return figure;
+}
+
+function sideLines(measures) {
+  const places = { right: "image left", left: "image right" };
+  return ["right", "left"].map((side) => {
+    const size = measures[`${side}_area_mm2`] !== undefined
+      ? `${(measures[`${side}_area_mm2`] / 100).toFixed(1)} cm², ` +
+        `${(measures[`${side}_height_mm`] / 10).toFixed(1)} cm high`
+      : `${measures[`${side}_area_px`].toLocaleString("en")} px, ` +
+        `${measures[`${side}_height_px`].toLocaleString("en")} px high`;
+    return { side, text: `${side} lung (${places[side]}): ${size}` };
+  });
+}
+
+function measuresList(measures, label) {
+  return el("ul", { class: "measures", "aria-label": label },
+    ...sideLines(measures).map(({ side, text }) =>
+      el("li", {}, el("span", { class: `swatch ${side}`, "aria-hidden": "true" }), text)));
+}
+
+function warningsList(warnings, label) {
+  return el("ul", { class: "notes", "aria-label": label },
+    ...warnings.map((warning) => el("li", { text: warning })));
+}
+
+function segmentationFindings(result) {
+  const block = el("div", { class: `verdict ${result.plausible ? "clear" : "flagged"}` },
+    el("span", { class: "verdict-caption", text: "Lung fields" }),
+    el("strong", { class: "verdict-label",
+                   text: result.plausible ? "lungs outlined" : "no plausible pair of lungs" }),
+    el("span", { class: "verdict-rule",
+                 text: "Sides are the patient's: on a frontal (PA) view the right lung is on " +
+                       "the image's left." }));
+  const findings = el("div", { class: "findings" }, block,
+                      measuresList(result.measures, "Size of each lung"));
+  if (result.warnings.length) findings.append(warningsList(result.warnings, "Warnings"));
+  return findings;
 }
 
 function renderResult(card, result, model, fileName) {
   const image = result.image;
   card.querySelector(".result-meta").textContent =
     `${image.format.toUpperCase()} · ${image.width}×${image.height} px · ${model.name} v${result.model_version}`;
-  const findings = el("div", { class: "findings" }, verdictBlock(result, model),
-                      probabilityRows(result, model));
+  const segmentation = result.kind === "segmentation";
+  const findings = segmentation ? segmentationFindings(result)
+    : el("div", { class: "findings" }, verdictBlock(result, model), probabilityRows(result, model));
+  if (!segmentation && result.lungs_measures) {
+    findings.append(el("p", { class: "small", text: `Lung outline (${result.lungs_model}):` }),
+                    measuresList(result.lungs_measures, "Size of each lung"));
+    if (result.lungs_warnings.length) {
+      findings.append(warningsList(result.lungs_warnings, "Lung outline warnings"));
+    }
+  }
   if (image.notes.length) {
     findings.append(el("ul", { class: "notes", "aria-label": "Notes on reading the image" },
       ...image.notes.map((note) => el("li", { text: note }))));
   }
   findings.append(el("p", { class: "muted small",
-    text: "Research output: not a diagnosis. The heatmap shows where the model's evidence came " +
-          "from, not where a lesion is." }));
+    text: segmentation
+      ? "Research output: not a diagnosis. The outline is a model's estimate of the lung fields."
+      : "Research output: not a diagnosis. The heatmap shows where the model's evidence came " +
+        "from, not where a lesion is." }));
   card.querySelector(".result-body").replaceChildren(viewer(result, fileName), findings);
   card.classList.add("done");
 }
@@ -239,11 +331,12 @@ function renderError(card, message) {
   card.classList.add("failed");
 }
 
-async function analyse(file, card, model, wantHeatmap) {
+async function analyse(file, card, model, wantHeatmap, wantLungs) {
   const form = new FormData();
   form.append("file", file, file.name);
   form.append("model", model.id);
   form.append("heatmap", wantHeatmap ? "true" : "false");
+  form.append("lungs", wantLungs ? "true" : "false");
   let response;
   try {
     response = await fetch(`${API}/predict?display=true`, { method: "POST", body: form });
@@ -270,6 +363,8 @@ function addFiles(files) {
   if (!list.length || !state.models.length) return;
   const model = currentModel();
   const wantHeatmap = document.getElementById("want-heatmap").checked;
+  const wantLungs = !document.getElementById("lungs-option").hidden &&
+    document.getElementById("want-lungs").checked;
   const results = document.getElementById("results");
   for (const file of list) {
     const card = el("article", { class: "result", "aria-busy": "true" },
@@ -283,7 +378,7 @@ function addFiles(files) {
     // One upload at a time: the server predicts one image at a time per model anyway.
     state.queue = state.queue.then(async () => {
       setStatus(`Analysing ${file.name}…`);
-      const ok = await analyse(file, card, model, wantHeatmap);
+      const ok = await analyse(file, card, model, wantHeatmap, wantLungs);
       card.setAttribute("aria-busy", "false");
       setStatus(ok ? `${file.name}: ${card.querySelector(".verdict-label").textContent}`
                    : `${file.name}: could not be analysed`);
@@ -320,6 +415,8 @@ function setUpDropzone() {
 
 document.addEventListener("DOMContentLoaded", () => {
   setUpDropzone();
+  const wantHeatmap = document.getElementById("want-heatmap");
+  wantHeatmap.addEventListener("change", () => { wantHeatmap.dataset.userSet = "true"; });
   loadModels().catch((error) => {
     document.getElementById("model-summary").textContent = `Error: ${error.message}`;
   });

@@ -1,0 +1,62 @@
+"""Segment one image with a lung-segmentation model: the network at its input size, the
+probability map resized back to the image, then cleaned, checked and measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lungcad.segmentation.masks import (clean_lung_mask, lung_measures,
+                                        plausibility_problems)
+
+NOT_LUNGS = ("no plausible pair of lungs found ({problems}); is this a frontal chest "
+             "radiograph? The mask is shown, but do not trust it")
+NOT_A_RADIOGRAPH = ("the input is a {modality} image, and this model segments chest radiographs: "
+                    "its mask means nothing here")
+
+
+@dataclass
+class LungSegmentation:
+    """The lung mask of one image, at the image's own size."""
+
+    mask: np.ndarray                 # bool (H, W)
+    probability: np.ndarray          # float32 (H, W), the network's lung probability
+    measures: dict                   # lung_measures(): area and height per side
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def plausible(self) -> bool:
+        return not self.warnings
+
+
+def lung_probability(network, preprocessed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The network's lung probability for one preprocessed input (C, S, S), resized (bilinear)
+    to ``shape``."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        logits = network(torch.from_numpy(np.ascontiguousarray(preprocessed[None],
+                                                               dtype=np.float32)))
+        probability = torch.sigmoid(logits.float()[:, :1])
+        resized = F.interpolate(probability, size=tuple(int(s) for s in shape), mode="bilinear",
+                                align_corners=False)
+    return resized[0, 0].numpy().astype(np.float32)
+
+
+def segment_image(network, preprocessing, image: np.ndarray, source: str = "image",
+                  spacing_mm: tuple[float, float] | None = None,
+                  modality: str = "unknown") -> LungSegmentation:
+    """The cleaned lung mask of ``image`` (2-D, [0, 1]) and its measures; a warning where the
+    mask is not a plausible pair of lungs, or where the image is known (``modality``, from
+    DICOM) not to be a radiograph."""
+    image = np.asarray(image, dtype=np.float32)
+    probability = lung_probability(network, preprocessing.apply(image, source), image.shape)
+    mask = clean_lung_mask(probability)
+    problems = plausibility_problems(mask)
+    warnings = [NOT_LUNGS.format(problems="; ".join(problems))] if problems else []
+    if modality not in ("radiograph", "unknown"):
+        warnings.insert(0, NOT_A_RADIOGRAPH.format(modality=modality.upper()
+                                                   if modality == "ct" else modality))
+    return LungSegmentation(mask, probability, lung_measures(mask, spacing_mm), warnings)

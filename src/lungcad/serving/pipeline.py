@@ -1,0 +1,42 @@
+"""One upload through one model: decode, predict (or segment) and the saliency map, as one job on
+the model's own threads (:meth:`~lungcad.serving.service.ServedModel.run`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lungcad.serving.heatmap import HeatmapUnavailable
+from lungcad.serving.lungs import segmentation_payload
+from lungcad.serving.service import ServedModel, decode_upload, predict_payload
+
+
+@dataclass
+class Analysis:
+    """What a model's threads make of one upload in one go: the decoded image, the answer so
+    far, and the saliency map (or why there is none) where one was asked for."""
+    image: object
+    payload: dict
+    heat: np.ndarray | None = None
+    heat_error: str | None = None
+
+
+def analyse(served: ServedModel, data: bytes, filename: str | None, settings, frame: int | None,
+            heatmap: bool, for_page: bool) -> Analysis:
+    """Decode, predict (or segment) and, on request, the saliency map, all in one job on the
+    model's threads: a request's decoded image lives only while its own job runs or its
+    pictures are drawn, never while it waits behind other requests."""
+    image = decode_upload(data, filename, served, settings.max_pixels, settings.max_decode_bytes,
+                          frame)
+    if served.kind == "segmenter":
+        return Analysis(image, segmentation_payload(served, image, settings.display_side,
+                                                    for_page))
+    result = Analysis(image, predict_payload(served, image))
+    if heatmap:
+        try:
+            result.heat = served.heatmaps.saliency(image.array)
+        except HeatmapUnavailable as error:
+            # The prediction stands; the answer says why it comes without a heatmap.
+            result.heat_error = str(error)
+    return result

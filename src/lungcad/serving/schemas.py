@@ -1,0 +1,101 @@
+"""The API's answers as OpenAPI schemas (what /docs shows), and its error statuses."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    format: str
+    modality: str
+    notes: list[str]
+
+
+class PredictResponse(BaseModel):
+    # Also one ``prob_<class>`` field per class, hence extra fields allowed.
+    model_config = ConfigDict(extra="allow")
+    model: str
+    model_version: str
+    task: str
+    probabilities: dict[str, float]
+    label: str
+    threshold: float | None
+    image: ImageInfo
+    heatmap_png: str | None = None
+    heatmap_method: str | None = None
+    heatmap_error: str | None = None  # why a heatmap asked for is absent
+    # With lungs=true: the served segmentation model's lung outline over the image.
+    lungs_model: str | None = None
+    lungs_png: str | None = None
+    lungs_plausible: bool | None = None
+    lungs_measures: dict[str, float] | None = None
+    lungs_warnings: list[str] | None = None
+    lungs_error: str | None = None  # why a lung outline asked for is absent
+
+
+class SegmentationResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["segmentation"]
+    model: str
+    model_version: str
+    task: str
+    plausible: bool
+    measures: dict[str, float]
+    warnings: list[str]
+    mask_png: str
+    overlay_png: str
+    image: ImageInfo
+    image_png: str | None = None
+    lungs_png: str | None = None
+
+
+class ModelInfoResponse(BaseModel):
+    id: str
+    name: str
+    version: str
+    task: str
+    kind: str
+    architecture: str
+    classes: list[str]
+    threshold: float | None
+    threshold_rule: str
+    modality: str
+    input_size: int
+    runtime: str
+    heatmaps: bool
+    card: str
+
+
+class ModelsResponse(BaseModel):
+    default: str
+    models: list[ModelInfoResponse]
+    lungs_model: str | None = None
+
+
+class HealthResponse(BaseModel):
+    status: str
+    version: str
+    models: list[str]
+    disclaimer: str
+
+
+ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in [
+    (400, "The request body could not be parsed, or a host name the server does not answer to"),
+    (404, "Unknown model"),
+    (403, "A cross-origin request (another site's page posting here)"),
+    (408, "The upload did not arrive within the server's --upload-timeout"),
+    (413, "Upload over the size limit"),
+    (422, "Missing field, several files, or an image that cannot be read or used (empty, not "
+          "an image, truncated, too many pixels, over the decode budget, blank, values out of "
+          "range, a multi-frame file without a frame)"),
+    (503, "The model has --max-in-flight requests in flight already; retry after the "
+          "Retry-After header's seconds"),
+]}
