@@ -72,3 +72,17 @@ def test_pixel_limit_is_lungcads_beyond_pillows_own():
     message = str(caught.value)
     assert "claims 400,000,000 pixels" in message and "limit of 40,000,000" in message
     assert "DOS attack" not in message
+
+
+def test_dicom_and_npy_count_their_samples_too(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    ct = get_testdata_file("CT_small.dcm", download=False)  # 128 x 128 x 16 bits: 32 KiB
+    with pytest.raises(LungcadError, match=r"128x128 pixels x 1 channel x 2 bytes"):
+        load_image(ct, max_decode_bytes=30_000)
+    assert load_image(ct, max_decode_bytes=40_000).array.shape == (128, 128)
+    path = tmp_path / "wide.npy"
+    np.save(path, np.zeros((100, 200), np.float64))  # 160,000 bytes of values
+    with pytest.raises(LungcadError, match=r"200x100 pixels x 1 channel x 8 bytes"):
+        load_image(path, max_decode_bytes=100_000)
+    assert load_image(path, max_decode_bytes=200_000).array.shape == (100, 200)

@@ -97,6 +97,25 @@ def check_pixel_count(shape: tuple[int, ...], max_pixels: int, what: str) -> Non
             "Pass a larger max_pixels if the image is genuine.")
 
 
+def check_decode_bytes(width: int, height: int, channels: int, sample_bytes: int,
+                       max_decode_bytes: int | None, what: str) -> None:
+    """Refuse an image whose decoded pixels (pixels x channels x bytes per sample) would take
+    more than ``max_decode_bytes`` (None: no budget), from its header alone: a small file of many
+    wide pixels (RGBA, 16-bit) costs memory that the pixel count does not show."""
+    if max_decode_bytes is None:
+        return
+    needed = width * height * channels * sample_bytes
+    if needed > max_decode_bytes:
+        mb = 1024 * 1024
+        raise LungcadError(
+            f"{what} is {width}x{height} pixels x {channels} "
+            f"channel{'s' if channels > 1 else ''} x {sample_bytes} "
+            f"byte{'s' if sample_bytes > 1 else ''}: {needed / mb:.3g} MB to decode, more than "
+            f"the limit of {max_decode_bytes / mb:.3g} MB (max_decode_bytes); refusing it "
+            "before decoding. Send a smaller or grayscale image, or pass a larger "
+            "max_decode_bytes if the image is genuine.")
+
+
 def finish(array: np.ndarray, meta: ImageMeta, what: str) -> LoadedImage:
     """Last check every reader's output passes: 2-D, non-empty, finite float32 (in [0, 1] unless
     the caller asked for Hounsfield units)."""

@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.io.base import (ImageMeta, LoadedImage, add_note, check_pixel_count, error_detail,
-                             error_text, finish, rgb_to_gray)
+from lungcad.io.base import (ImageMeta, LoadedImage, add_note, check_decode_bytes,
+                             check_pixel_count, error_detail, error_text, finish, rgb_to_gray)
 
 # (centre, width) in Hounsfield units.
 CT_WINDOWS: dict[str, tuple[float, float]] = {"lung": (-600.0, 1500.0),
@@ -23,14 +23,19 @@ _PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 def read_dicom(data: bytes, label: str = "DICOM file", *, frame: int | None = None,
                window: str | tuple[float, float] | None = None, hu: bool = False,
-               max_pixels: int = 100_000_000) -> LoadedImage:
-    """Decode one frame of a DICOM image to display convention (or to HU with ``hu=True``)."""
+               max_pixels: int = 100_000_000,
+               max_decode_bytes: int | None = None) -> LoadedImage:
+    """Decode one frame of a DICOM image to display convention (or to HU with ``hu=True``);
+    refuse, from the header, a frame whose decoded samples exceed ``max_decode_bytes``."""
     ds = _parse(data, label)
     modality_tag = str(ds.get("Modality", "") or "").upper()
     modality = ("ct" if modality_tag == "CT"
                 else "radiograph" if modality_tag in _RADIOGRAPH_MODALITIES else "unknown")
     photometric = str(ds.get("PhotometricInterpretation", "") or "").upper()
     n_frames, index = _check_geometry(ds, label, frame, max_pixels)
+    check_decode_bytes(_int_tag(ds, "Columns"), _int_tag(ds, "Rows"),
+                       _int_tag(ds, "SamplesPerPixel", 1),
+                       max(1, -(-_int_tag(ds, "BitsAllocated", 16) // 8)), max_decode_bytes, label)
     stored = _decode(ds, label, index if n_frames > 1 else None)
 
     bits_stored = _int_tag(ds, "BitsStored", _int_tag(ds, "BitsAllocated", 16))

@@ -141,9 +141,10 @@ def _read(data: bytes, fmt: str, label: str, *, frame, window, hu, max_pixels,
     if fmt == "npy":
         from lungcad.io.npy import read_npy
         _only_frame_zero(frame, label)
-        return read_npy(data, label, max_pixels=max_pixels)
+        return read_npy(data, label, max_pixels=max_pixels, max_decode_bytes=max_decode_bytes)
     from lungcad.io.dicom import read_dicom
-    return read_dicom(data, label, frame=frame, window=window, hu=hu, max_pixels=max_pixels)
+    return read_dicom(data, label, frame=frame, window=window, hu=hu, max_pixels=max_pixels,
+                      max_decode_bytes=max_decode_bytes)
 
 
 def _only_frame_zero(frame: int | None, label: str) -> None:

@@ -7,14 +7,16 @@ import io
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.io.base import ImageMeta, LoadedImage, check_pixel_count, error_text, finish
+from lungcad.io.base import (ImageMeta, LoadedImage, check_decode_bytes, check_pixel_count,
+                             error_text, finish)
 
 _INTEGER_SCALES = {np.dtype(np.uint8): (255.0, 8), np.dtype(np.uint16): (65535.0, 16)}
 
 
-def read_npy(data: bytes, label: str = "NumPy array",
-             max_pixels: int = 100_000_000) -> LoadedImage:
-    """Decode an .npy file's bytes. Pickled (object) arrays are refused: they can run code."""
+def read_npy(data: bytes, label: str = "NumPy array", max_pixels: int = 100_000_000,
+             max_decode_bytes: int | None = None) -> LoadedImage:
+    """Decode an .npy file's bytes. Pickled (object) arrays are refused: they can run code;
+    an array whose values exceed ``max_decode_bytes`` is refused from the header."""
     stream = io.BytesIO(data)
     shape, dtype = _read_header(stream, label)
     check_pixel_count(shape[:2] if len(shape) >= 2 else shape, max_pixels, label)
@@ -23,6 +25,7 @@ def read_npy(data: bytes, label: str = "NumPy array",
                            "(H x W, or H x W x 1)")
     if dtype.kind not in "fui" or dtype.itemsize > 8:
         raise LungcadError(f"{label} holds {dtype} values; use float (in [0, 1]), uint8 or uint16")
+    check_decode_bytes(int(shape[1]), int(shape[0]), 1, dtype.itemsize, max_decode_bytes, label)
     stream.seek(0)
     try:
         array = np.load(stream, allow_pickle=False)

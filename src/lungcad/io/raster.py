@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.io.base import (ImageMeta, LoadedImage, add_note, check_pixel_count, error_detail,
-                             error_text, finish, rgb_to_gray)
+from lungcad.io.base import (ImageMeta, LoadedImage, add_note, check_decode_bytes,
+                             check_pixel_count, error_detail, error_text, finish, rgb_to_gray)
 
 # Pillow names for each format sniff_format returns.
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
@@ -103,20 +103,9 @@ def _decoded_sample_layout(image) -> tuple[int, int]:
 
 
 def check_decode_budget(image, max_decode_bytes: int, what: str) -> None:
-    """Refuse an image whose decoded pixels (pixels x channels x bytes per sample) would take
-    more than ``max_decode_bytes``, from its header alone: a small file of many wide pixels
-    (RGBA, 16-bit) costs memory that the pixel count does not show."""
+    """:func:`~lungcad.io.base.check_decode_bytes` for a Pillow image, from its header."""
     channels, sample_bytes = _decoded_sample_layout(image)
-    needed = image.width * image.height * channels * sample_bytes
-    if needed > max_decode_bytes:
-        mb = 1024 * 1024
-        raise LungcadError(
-            f"{what} is {image.width}x{image.height} pixels x {channels} "
-            f"channel{'s' if channels > 1 else ''} x {sample_bytes} "
-            f"byte{'s' if sample_bytes > 1 else ''}: {needed / mb:.3g} MB to decode, more than "
-            f"the limit of {max_decode_bytes / mb:.3g} MB (max_decode_bytes); refusing it "
-            "before decoding. Send a smaller or grayscale image, or pass a larger "
-            "max_decode_bytes if the image is genuine.")
+    check_decode_bytes(image.width, image.height, channels, sample_bytes, max_decode_bytes, what)
 
 
 def _frame_count(image, what: str) -> int:
