@@ -14,7 +14,7 @@ from lungcad.training.config import load_config
 from lungcad.training.lightning_config import DEFAULTS
 
 ALL_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
-# configs for `lungcad train` (others name another trainer that `lungcad experiment` runs)
+# the Lightning configs (others name another registered trainer)
 CONFIGS = [p for p in ALL_CONFIGS
            if (yaml.safe_load(p.read_text()) or {}).get("trainer", "lightning") == "lightning"]
 
@@ -119,3 +119,16 @@ def test_paper_config_matches_the_paper():
     assert (config["image_size"], config["batch_size"], config["lr"], config["optimizer"],
             config["epochs"], config["monitor"], config["threshold"]) == (
         256, 12, 1e-4, "adam", 38, "val_acc", "0.5")
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=[p.stem for p in ALL_CONFIGS])
+def test_every_shipped_config_loads_through_its_trainer(path: Path):
+    from lungcad.training.trainers import get_trainer
+
+    config = load_config(path)
+    trainer = get_trainer(config["trainer"])
+    assert config["trainer"] == trainer.name
+    for key in trainer.defaults:  # the trainer's defaults are filled in
+        assert key in config
+    get_task(config["task"])
+    assert Path(config["split"]).is_file()

@@ -143,7 +143,10 @@ def run_experiment(config: dict, options: ExperimentOptions, out_dir: str | Path
                     load_model(fold_dir / "model"), view, options))
             localisations.append(json.loads(loc_file.read_text()))
 
-    frames = [pd.read_csv(o.directory / TEST_PREDICTIONS, dtype={"path": str}) for o in outcomes]
+    from lungcad.csvsafe import restore_formulas
+
+    frames = [restore_formulas(pd.read_csv(o.directory / TEST_PREDICTIONS, dtype={"path": str}))
+              for o in outcomes]
     oof = pd.concat(frames, ignore_index=True)
     repeated = oof["path"][oof["path"].duplicated()].tolist()
     if repeated:

@@ -84,8 +84,11 @@ def summarise_segmentation_experiment(outcomes: Sequence[FoldOutcome], manifest,
     from lungcad.prediction import write_predictions
     from lungcad.provenance import write_json
 
-    table = pd.concat([pd.read_csv(o.directory / TEST_SEGMENTATION, dtype={"path": str})
-                       for o in outcomes], ignore_index=True)
+    from lungcad.csvsafe import restore_formulas
+
+    table = restore_formulas(pd.concat([pd.read_csv(o.directory / TEST_SEGMENTATION,
+                                                    dtype={"path": str}) for o in outcomes],
+                                       ignore_index=True))
     if table["path"].duplicated().any():
         raise LungcadError("an image is in the test part of more than one fold; the split file "
                            "is inconsistent")
