@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+DEFAULT_MARGIN_MM = 5.0  # = lungcad.evaluation.froc.DEFAULT_MARGIN_MM (kept import-light)
+
 DESCRIPTION = """\
 Score a labelled predictions file (from lungcad predict, a training run's val_predictions.csv,
 or lungcad experiment): accuracy, log loss, confusion matrix, ROC AUC, average precision,
@@ -18,6 +20,14 @@ predictions. Validation predictions need only path, true_label and prob_<class> 
 a training run's val_predictions.csv). A rule without --validation is chosen on the scored data itself, and the report
 warns that this is optimistic. A number is applied as is. Without either, the model's own
 predicted_label column is scored.
+
+Nodule detection (FROC): --findings FINDINGS.csv (path,x,y,radius_mm,score, optional
+frame_size; coordinates in the image's pixels, 512 px frame unless frame_size says otherwise)
+with --dataset DATASET_DIR (its labels.csv rows with x_512, y_512 and size_mm are the nodules).
+A mark hits a nodule when its centre is within the nodule's radius plus --margin-mm (default 5)
+of its centre. Every image of the dataset counts, or only those of PREDICTIONS.csv when one is
+given. Writes froc.json and a FROC section (sensitivity at 1/8 to 8 false positives per image,
+CPM, bootstrap intervals, figure) into the report. PREDICTIONS.csv may be left out: FROC alone.
 """
 
 
@@ -25,7 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="score a predictions file and write a report",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("predictions", metavar="PREDICTIONS.csv", help="predictions to score")
+    parser.add_argument("predictions", metavar="PREDICTIONS.csv", nargs="?",
+                        help="predictions to score (optional with --findings)")
+    parser.add_argument("--findings", metavar="FINDINGS.csv",
+                        help="nodule marks (path,x,y,radius_mm,score) to score as FROC")
+    parser.add_argument("--dataset", metavar="DATASET_DIR",
+                        help="dataset whose labels.csv holds the nodules (with --findings)")
+    parser.add_argument("--margin-mm", type=float, default=DEFAULT_MARGIN_MM, metavar="MM",
+                        help="hit margin beyond the nodule's radius, in mm (default "
+                             f"{DEFAULT_MARGIN_MM:g})")
     parser.add_argument("--validation", metavar="VAL_PREDICTIONS.csv",
                         help="validation predictions to choose the threshold on")
     parser.add_argument("--threshold", metavar="RULE",
@@ -42,6 +60,71 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lungcad.errors import LungcadError
+
+    if args.predictions is None and args.findings is None:
+        raise LungcadError("give a PREDICTIONS.csv to score, --findings FINDINGS.csv with "
+                           "--dataset DATASET_DIR, or both")
+    if (args.findings is None) != (args.dataset is None):
+        raise LungcadError("--findings and --dataset go together: the findings are scored "
+                           "against the nodules of the dataset's labels.csv")
+    if args.predictions is None:
+        return _run_froc_only(args)
+    return _run_predictions(args)
+
+
+def _froc(args: argparse.Namespace, image_paths: list[str] | None) -> dict:
+    """Score the findings (FROC), write froc.json into --out, return the result."""
+    from pathlib import Path
+
+    from lungcad.data.manifest import LABELS_FILE, Manifest
+    from lungcad.evaluation.froc import (
+        froc_analysis,
+        normalise_paths,
+        read_findings,
+        relative_paths,
+        truth_from_table,
+    )
+    from lungcad.provenance import write_json
+
+    manifest = Manifest.load(args.dataset)
+    source = str(Path(args.dataset) / LABELS_FILE)
+    if image_paths is not None:
+        image_paths = relative_paths(image_paths, args.dataset, set(manifest.paths))
+    truth = truth_from_table(manifest.table, image_paths, source)
+    findings = normalise_paths(read_findings(args.findings), truth, args.dataset, args.findings)
+    froc = froc_analysis(findings, truth, args.margin_mm, args.bootstrap, args.seed)
+    froc["inputs"] = {"findings": str(args.findings), "dataset": str(args.dataset),
+                      "images_from": "predictions" if image_paths is not None else "dataset"}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    write_json(Path(args.out) / "froc.json", froc)
+    return froc
+
+
+def _print_froc(froc: dict) -> None:
+    cpm = froc["cpm"]
+    interval = (f" [{cpm['ci_low']:.3f}, {cpm['ci_high']:.3f}]"
+                if cpm["ci_low"] is not None else "")
+    print(f"FROC: {froc['n_nodules']} nodules on {froc['n_images']} images, margin "
+          f"{froc['margin_mm']:g} mm; CPM {cpm['value']:.3f}{interval}; "
+          + ", ".join(f"{r['fp_per_image']:g} FP/image {r['sensitivity']:.3f}"
+                      for r in froc["sensitivity_at"]))
+
+
+def _run_froc_only(args: argparse.Namespace) -> int:
+    from lungcad.evaluation.froc import froc_section
+    from lungcad.evaluation.render import write_report
+    from lungcad.evaluation.report import sections_report
+
+    froc = _froc(args, None)
+    report = sections_report({"findings": froc["inputs"]}, [froc_section(froc)])
+    write_report(report, args.out)
+    _print_froc(froc)
+    print(f"report: {args.out}/report.html")
+    return 0
+
+
+def _run_predictions(args: argparse.Namespace) -> int:
     from lungcad.evaluation.predictions import read_predictions, select_model
     from lungcad.evaluation.render import write_report
     from lungcad.evaluation.report import evaluate_predictions
@@ -57,7 +140,15 @@ def run(args: argparse.Namespace) -> int:
         test = select_model(test, args.model)  # needs the model column; says so if absent
         if validation is not None and "model" in validation.columns:
             validation = select_model(validation, args.model)
-    report = evaluate_predictions(test, validation, args.threshold, args.bootstrap, args.seed)
+    froc = None
+    sections = []
+    if args.findings is not None:
+        from lungcad.evaluation.froc import froc_section
+
+        froc = _froc(args, test["path"].astype(str).tolist())
+        sections.append(froc_section(froc))
+    report = evaluate_predictions(test, validation, args.threshold, args.bootstrap, args.seed,
+                                  extra_sections=sections)
     write_report(report, args.out)
 
     for warning in report["warnings"]:
@@ -78,5 +169,7 @@ def run(args: argparse.Namespace) -> int:
           + (f" = {threshold['value']:.4g} (chosen on {threshold['chosen_on']})"
              if threshold["value"] is not None else " (predicted_label as given)"))
     print("; ".join(parts))
+    if froc is not None:
+        _print_froc(froc)
     print(f"report: {args.out}/report.html")
     return 0

@@ -137,6 +137,40 @@ def score_histograms_figure(report: dict) -> bytes:
     return _png(figure)
 
 
+def froc_figure(froc: dict) -> bytes:
+    """FROC curve on a log-2 FP axis, the seven LUNA16 rates marked with their intervals."""
+    figure = _new_figure()
+    ax = figure.add_subplot()
+    fps = np.asarray(froc["curve"]["fp_per_image"], dtype=float)
+    sens = np.asarray(froc["curve"]["sensitivity"], dtype=float)
+    rates = [r["fp_per_image"] for r in froc["sensitivity_at"]]
+    low_x = min(rates) / 2
+    shown = fps > 0
+    # the curve from the lowest rate drawn; interpolation between points is linear as scored
+    ax.plot(np.r_[low_x, fps[shown]], np.r_[np.interp(low_x, fps, sens), sens[shown]],
+            lw=2, color="tab:blue", label="FROC")
+    if fps[-1] < max(rates) * 1.5:  # beyond the last point the last sensitivity holds
+        ax.plot([max(fps[-1], low_x), max(rates) * 1.5], [sens[-1]] * 2, ls=":", color="tab:blue")
+    values = np.array([r["sensitivity"] for r in froc["sensitivity_at"]])
+    lows = np.array([np.nan if r["ci_low"] is None else r["ci_low"] for r in froc["sensitivity_at"]])
+    highs = np.array([np.nan if r["ci_high"] is None else r["ci_high"]
+                      for r in froc["sensitivity_at"]])
+    if np.isfinite(lows).any():
+        ax.fill_between(rates, lows, highs, color="tab:blue", alpha=0.15, label="95% CI")
+        ax.errorbar(rates, values, yerr=[np.abs(values - lows), np.abs(highs - values)],
+                    fmt="none", ecolor="tab:blue", capsize=3)
+    ax.plot(rates, values, "o", color="crimson", zorder=5,
+            label=f"LUNA16 rates (CPM {froc['cpm']['value']:.3f})")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    ax.set(xlabel="Mean false positives per image", ylabel="Sensitivity",
+           xlim=(low_x, max(rates) * 1.5), ylim=(-0.01, 1.01),
+           title=f"FROC (margin {froc['margin_mm']:g} mm)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(figure)
+
+
 RENDERERS = {
     "roc": roc_figure,
     "pr": pr_figure,
@@ -148,4 +182,4 @@ RENDERERS = {
 
 def render_figures(report: dict) -> dict[str, bytes]:
     """PNG bytes of every figure ``report["figures"]`` lists, keyed by figure id."""
-    return {figure["id"]: RENDERERS[figure["id"]](report) for figure in report["figures"]}
+    return {figure["id"]: RENDERERS[figure["id"]](report) for figure in report.get("figures", [])}

@@ -152,6 +152,20 @@ def make_section(title: str, paragraphs: list[str] | None = None,
     return section
 
 
+def sections_report(inputs: dict, sections: list[dict], warnings: list[str] | None = None) -> dict:
+    """A report with no predictions scored, only ``sections`` (e.g. FROC of findings alone)."""
+    report = {
+        "format": REPORT_FORMAT,
+        "software": {"lungcad": __version__,
+                     "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "disclaimer": DISCLAIMER, "inputs": inputs, "figures": [], "sections": [],
+        "warnings": list(warnings or []),
+    }
+    for section in sections:
+        add_section(report, section)
+    return report
+
+
 def add_section(report: dict, section: dict) -> dict:
     """Append a section (from :func:`make_section`, or a dict of the same shape) to a report."""
     section = make_section(section["title"], section.get("paragraphs"), section.get("tables"),
