@@ -114,7 +114,7 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
 def segment_sample(model, name: str, file: str, description: str, figures: Path,
                    log: Callable[[str], None]) -> DemoResult:
     """One sample through a segmentation model: its outline figure and page entry."""
-    from lungcad.explain.outline import (outline_overlay, shrink_mask, side_lines,
+    from lungcad.explain.outline import (gray_rgb, outline_overlay, shrink_mask, side_lines,
                                          summary_text)
     from lungcad.explain.render import png_bytes
     from lungcad.io import load_image
@@ -129,8 +129,7 @@ def segment_sample(model, name: str, file: str, description: str, figures: Path,
     shown = resize_area(loaded.array, shape)
     stem = f"{Path(file).stem}-{model.spec.name}"
     image_png, overlay_png = figures / f"{stem}_image.png", figures / f"{stem}_overlay.png"
-    image_png.write_bytes(png_bytes(np.repeat(
-        (np.clip(shown, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)))
+    image_png.write_bytes(png_bytes(gray_rgb(shown)))
     overlay_png.write_bytes(png_bytes(outline_overlay(
         shown, shrink_mask(result.mask, shape), summary_text(result, model.spec.name))))
     card = resolve_model_dir(name) / "MODEL_CARD.md"
@@ -153,13 +152,13 @@ def write_figures(image: np.ndarray, heat: np.ndarray, folder: Path,
     """``<stem>_image.png`` (the image) and ``<stem>_overlay.png`` (with the heatmap), both
     scaled to DISPLAY_SIDE for the page."""
     from lungcad.explain import overlay, png_bytes
+    from lungcad.explain.outline import gray_rgb
     from lungcad.preprocess import resize_area
 
     shape = display_shape(image.shape)
     shown, shown_heat = resize_area(image, shape), resize_area(heat, shape)
-    gray = np.repeat((np.clip(shown, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
     image_png, overlay_png = folder / f"{stem}_image.png", folder / f"{stem}_overlay.png"
-    image_png.write_bytes(png_bytes(gray))
+    image_png.write_bytes(png_bytes(gray_rgb(shown)))
     overlay_png.write_bytes(png_bytes(overlay(shown, np.clip(shown_heat, 0, 1))))
     return image_png, overlay_png
 

@@ -33,6 +33,19 @@ def resize_area(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
+ASPECT_RANGE = (0.33, 3.0)  # width / height that the square resize takes without a word
+
+
+def aspect_note(shape: tuple[int, ...], source: str = "image") -> str | None:
+    """What to tell a user about an image the square resize squeezes out of shape, or None."""
+    height, width = shape[:2]
+    aspect = width / height
+    if ASPECT_RANGE[0] <= aspect <= ASPECT_RANGE[1]:
+        return None
+    return (f"{source}: unusual aspect ratio {aspect:.2f} (width / height); the image is "
+            "squeezed to a square for the model, which may distort it")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     size: int = 256
@@ -63,10 +76,9 @@ class Preprocessing:
                 "lungcad.io.load_image returns; were raw pixel values passed in?")
         if hi - lo < 1e-6:
             raise LungcadError(f"{source}: the image is blank (every pixel is {lo:g})")
-        aspect = image.shape[1] / image.shape[0]
-        if not 0.33 <= aspect <= 3.0:
-            warnings.warn(f"{source}: unusual aspect ratio {aspect:.2f}; the image is squeezed "
-                          "to a square, which may distort it", stacklevel=2)
+        note = aspect_note(image.shape, source)
+        if note:
+            warnings.warn(note, stacklevel=2)
 
     def apply(self, image: np.ndarray, source: str = "image") -> np.ndarray:
         self.check(image, source)

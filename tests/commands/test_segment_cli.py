@@ -132,7 +132,7 @@ def test_out_that_cannot_be_written_fails_before_any_image(tmp_path, dark_model,
     monkeypatch.setattr(dark_model, "segment", lambda *a, **k: calls.append(a))
     assert main(["segment", "m", str(image), "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("lungcad segment: error: cannot write into --out") and not calls
+    assert err.startswith("lungcad segment: error: cannot write --out") and not calls
     assert len(err.strip().splitlines()) == 1
 
 

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from lungcad.segmentation import LUNG_MODEL
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -54,7 +56,7 @@ def register(subparsers) -> None:
                            "JSRT at 512 px)")
     data.add_argument("--peak-distance-mm", type=float, default=loc.DEFAULT_PEAK_DISTANCE_MM,
                       help="minimum distance between the top peaks (default %(default)s)")
-    data.add_argument("--lung-mask-model", default=DEFAULT_LUNG_MASK_MODEL, metavar="MODEL",
+    data.add_argument("--lung-mask-model", default=LUNG_MODEL, metavar="MODEL",
                       help="segmentation model whose predicted lung masks give the lung share "
                            "of images without a reference mask (mask_path in labels.csv); "
                            "default %(default)s where it is installed; 'none' for no predicted "
@@ -65,18 +67,15 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-DEFAULT_LUNG_MASK_MODEL = "jsrt-lungs"
-
-
 def _lung_mask_model(args: argparse.Namespace) -> str | None:
     """The model to predict missing lung masks with, or None."""
-    from lungcad.model_dir import bundled_models
+    from lungcad.segmentation import installed_lung_model
 
     name = args.lung_mask_model
     if name is None or name.lower() == "none":
         return None
-    if name == DEFAULT_LUNG_MASK_MODEL and name not in bundled_models():
-        return None  # not installed: images without a reference mask get no lung share
+    if name == LUNG_MODEL:
+        return installed_lung_model()  # not installed: no lung share without a reference mask
     return name
 
 

@@ -51,20 +51,6 @@ def _fail(path: Path, message: str) -> None:
     print(f"lungcad segment: failed: {detail}", file=sys.stderr)
 
 
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` and write (then remove) a file in it, or raise a one-line error."""
-    import tempfile
-
-    from lungcad.errors import LungcadError
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".lungcad-write-test-"):
-            pass
-    except OSError as exc:
-        raise LungcadError(f"cannot write into --out {folder}: {exc.strerror or exc}") from None
-
-
 def segment_file(model, path: Path, out: Path, stem: str) -> dict:
     """Segment one image file, write its mask and overlay PNGs, and return its CSV row.
     Raises :class:`LungcadError` for an image that cannot be read or used."""
@@ -106,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.errors import LungcadError
     from lungcad.explain.files import output_stems
     from lungcad.inference import load_model
-    from lungcad.prediction import PROGRESS_MIN_IMAGES, file_input
+    from lungcad.prediction import PROGRESS_MIN_IMAGES, check_output, file_input
 
     inp = file_input(args.inputs)
     for note in inp.notes:
@@ -120,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
                            "`lungcad predict` for it, or segment with jsrt-lungs")
     if len(inp) == 0:
         raise LungcadError("no images to segment in " + ", ".join(map(str, args.inputs)))
-    check_writable(args.out)
+    check_output(args.out, "--out", folder=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LungcadError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
 
     rows, failed, last = [], 0, None
     bar = tqdm(total=len(inp), unit="image", desc="segmenting", file=sys.stderr,

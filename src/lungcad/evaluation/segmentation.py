@@ -87,16 +87,12 @@ def summarise_segmentation(table: pd.DataFrame, n_bootstrap: int = 2000, seed: i
 def case_picture(image: np.ndarray, predicted: np.ndarray, reference: np.ndarray,
                  text: str) -> bytes:
     """The image with the reference outline (green) and the predicted one (red), as PNG."""
-    from scipy import ndimage
-
+    from lungcad.explain.outline import gray_rgb, outline
     from lungcad.explain.render import draw_text, png_bytes
 
-    gray = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-    rgb = np.repeat(gray[..., None], 3, axis=2)
+    rgb = gray_rgb(image)
     for mask, colour in ((reference, (0, 220, 0)), (predicted, (255, 40, 40))):
-        mask = np.asarray(mask, bool)
-        edge = mask & ~ndimage.binary_erosion(mask, iterations=2)
-        rgb[edge] = colour
+        rgb[outline(mask, width=2)] = colour
     return png_bytes(draw_text(rgb, text))
 
 

@@ -59,19 +59,15 @@ def has_nodule_coordinates(manifest) -> bool:
         .notna().all(axis=1).any())
 
 
-LUNG_MASK_MODEL = "jsrt-lungs"
-
-
 def fold_localisation(model, view, options: ExperimentOptions) -> dict:
     """Saliency maps of the fold's test images with a nodule position, scored against it; lung
     share from the reference lung masks, or the bundled lung segmenter's where a row has none."""
     from lungcad.explain.dataset import localise_dataset
-    from lungcad.model_dir import bundled_models
+    from lungcad.segmentation import installed_lung_model
 
-    lungs = LUNG_MASK_MODEL if LUNG_MASK_MODEL in bundled_models() else None
     return localise_dataset(model, view.manifest, paths=list(view.test),
                             method=options.saliency_method, margin_mm=options.margin_mm,
-                            lung_mask_model=lungs).result
+                            lung_mask_model=installed_lung_model()).result
 
 
 def run_experiment(config: dict, options: ExperimentOptions, out_dir: str | Path, *,

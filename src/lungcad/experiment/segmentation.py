@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from lungcad.errors import LungcadError
@@ -34,7 +33,7 @@ def run_segmentation_fold(config: dict, view, fold_dir: Path,
     """Train (unless trained), segment the test part, score each mask; masks in fold-k/masks/."""
     from lungcad.evaluation.segmentation import mask_metrics
     from lungcad.explain.files import output_stems
-    from lungcad.explain.render import png_bytes
+    from lungcad.explain.outline import mask_png
     from lungcad.inference import load_model
     from lungcad.io import load_image
     from lungcad.prediction import write_predictions
@@ -61,8 +60,7 @@ def run_segmentation_fold(config: dict, view, fold_dir: Path,
             raise LungcadError(f"{row[view.task.mask_column]}: mask of shape {reference.shape} "
                                f"for an image of shape {image.shape}")
         result = model.segment(image)
-        (fold_dir / "masks" / f"{stem}.png").write_bytes(
-            png_bytes(np.repeat((result.mask * 255).astype(np.uint8)[..., None], 3, axis=2)))
+        (fold_dir / "masks" / f"{stem}.png").write_bytes(mask_png(result.mask))
         records.append({"path": row["path"], "fold": view.fold,
                         **mask_metrics(result.mask, reference, spacing_mm(view.task, image.shape[1])),
                         "plausible": result.plausible, "mask_file": f"masks/{stem}.png",

@@ -33,6 +33,7 @@ from lungcad.errors import LungcadError
 from lungcad.data.jsrt_geometry import (JSRT_COORD_COLUMNS, JSRT_COORD_FRAME,
                                         JSRT_PIXEL_MM_AT_512)
 from lungcad.explain.defaults import DEFAULT_MARGIN_MM, DEFAULT_PEAK_DISTANCE_MM, TOP_K
+from lungcad.segmentation import LUNG_MODEL
 
 CI_METHOD = "Wilson score interval, 95%"
 
@@ -187,7 +188,7 @@ def score_localisation(maps: Mapping[str, np.ndarray], manifest_rows: pd.DataFra
                        coord_frame: int = JSRT_COORD_FRAME, k: int = TOP_K,
                        group_by: str = "subtlety",
                        predicted_masks: Mapping[str, np.ndarray] | None = None,
-                       predicted_by: str = "jsrt-lungs") -> dict:
+                       predicted_by: str = LUNG_MODEL) -> dict:
     """Score saliency maps (keyed by the manifest's ``path``) against nodule positions.
 
     ``manifest_rows`` needs ``path``, the two ``coord_columns`` (nodule centre, column and row,

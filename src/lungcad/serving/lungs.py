@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Mapping
 
 from lungcad.errors import LungcadError
+from lungcad.segmentation import LUNG_MODEL
 from lungcad.serving.heatmap import shrink_for_display
 
-LUNGS_MODEL_NAME = "jsrt-lungs"
 NO_LUNGS_MODEL = ("no lung outline: this server serves no lung segmentation model (serve "
-                  f"{LUNGS_MODEL_NAME} too; `lungcad serve` with no model serves it)")
+                  f"{LUNG_MODEL} too; `lungcad serve` with no model serves it)")
 
 
 def is_segmenter(model) -> bool:
@@ -21,16 +21,15 @@ def lungs_model_id(served: Mapping[str, object]) -> str | None:
     """The served segmenter that draws lung outlines for classifiers: the one named
     jsrt-lungs, else the first segmentation model served; None without one."""
     segmenters = [sid for sid, s in served.items() if is_segmenter(s.model)]
-    named = [sid for sid in segmenters if served[sid].spec.name == LUNGS_MODEL_NAME]
+    named = [sid for sid in segmenters if served[sid].spec.name == LUNG_MODEL]
     return (named or segmenters or [None])[0]
 
 
 def segment_loaded(served, loaded):
-    """The :class:`~lungcad.segmentation.predict.LungSegmentation` of a decoded upload, with a
-    warning where the file says it is a CT slice."""
-    result = served.model.segment(loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
-                                  modality=loaded.meta.modality)
-    return result
+    """The :class:`~lungcad.segmentation.predict.LungSegmentation` of a decoded upload (its
+    pixel spacing and modality from the file: a CT slice gets a warning)."""
+    return served.model.segment(loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
+                                modality=loaded.meta.modality)
 
 
 def _plain_measures(measures: dict) -> dict:

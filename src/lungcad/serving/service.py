@@ -14,12 +14,9 @@ from pathlib import PurePath
 import numpy as np
 
 from lungcad.errors import LungcadError
+from lungcad.preprocess import aspect_note
 from lungcad.serving.heatmap import HeatmapService, grayscale_png, heatmaps_unavailable_reason
 
-
-# Aspect ratios (width / height) the model's preprocessing takes without a word; beyond them it
-# warns that the image is squeezed to a square (lungcad.preprocess.Preprocessing.check).
-ASPECT_RANGE = (0.33, 3.0)
 
 
 class ApiError(Exception):
@@ -149,16 +146,6 @@ def decode_upload(data: bytes, filename: str | None, served: ServedModel, max_pi
     if note and note not in loaded.meta.notes:
         loaded.meta.notes.append(note)
     return loaded
-
-
-def aspect_note(shape: tuple[int, ...], label: str) -> str | None:
-    """The note for an image the preprocessing squeezes out of shape, or None."""
-    height, width = shape[:2]
-    aspect = width / height
-    if ASPECT_RANGE[0] <= aspect <= ASPECT_RANGE[1]:
-        return None
-    return (f"{label}: unusual aspect ratio {aspect:.2f} (width / height); the image is "
-            "squeezed to a square for the model, which may distort it")
 
 
 def predict_payload(served: ServedModel, loaded) -> dict:
