@@ -89,7 +89,9 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
                                                 | set(fold0.test)))
 
     if task.segmentation:  # a pixel threshold, fixed: nothing to decide
-        threshold, rule = 0.5, "pixel probability >= 0.5 (fixed; nothing is tuned)"
+        from lungcad.segmentation.masks import PIXEL_RULE, PIXEL_THRESHOLD
+
+        threshold, rule = PIXEL_THRESHOLD, PIXEL_RULE
     else:
         oof_file = exp_dir / "oof_predictions.csv"
         oof = ValidationPredictions.out_of_fold(read_predictions(oof_file), task.classes,

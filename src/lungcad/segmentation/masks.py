@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 PIXEL_THRESHOLD = 0.5
+# the segmenter's decision rule, as model.json and threshold.json state it
+PIXEL_RULE = f"pixel probability >= {PIXEL_THRESHOLD:g} (fixed; nothing is tuned)"
 MIN_SIDE_FRACTION = 0.02     # each lung covers at least 2% of the image
 MAX_SIDE_RATIO = 4.0         # the larger lung is at most 4x the smaller
 TOTAL_FRACTION = (0.08, 0.65)  # both lungs together cover 8-65% of the image

@@ -86,9 +86,10 @@ def _finish_segmenter(trained: TrainedFold, view, out_dir: Path) -> Path:
     from lungcad.evaluation.thresholds import ThresholdChoice
     from lungcad.model_dir import save_model_dir
     from lungcad.provenance import write_json
+    from lungcad.segmentation.masks import PIXEL_RULE, PIXEL_THRESHOLD
 
-    choice = ThresholdChoice(0.5, "0.5", "none", None, len(view.val),
-                             "pixel probability >= 0.5 (fixed; nothing is tuned on validation)")
+    choice = ThresholdChoice(PIXEL_THRESHOLD, f"{PIXEL_THRESHOLD:g}", "none", None,
+                             len(view.val), PIXEL_RULE)
     spec = replace(trained.spec, threshold=choice.value, threshold_rule=choice.description)
     if trained.val_table is not None:
         atomic_write(out_dir / VAL_PREDICTIONS,

@@ -127,11 +127,13 @@ def dice_scores(network, images: np.ndarray, masks: np.ndarray, mean: float,
     """Dice of the thresholded prediction per image, at the training size."""
     import torch
 
+    from lungcad.segmentation.masks import PIXEL_THRESHOLD
+
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), 16):
             x = torch.from_numpy((images[start:start + 16, None] - mean) / std)
-            pred = (torch.sigmoid(network(x))[:, 0] >= 0.5).numpy()
+            pred = (torch.sigmoid(network(x))[:, 0] >= PIXEL_THRESHOLD).numpy()
             ref = masks[start:start + 16]
             inter = (pred & ref).sum(axis=(1, 2))
             out.append(2 * inter / np.maximum(pred.sum(axis=(1, 2)) + ref.sum(axis=(1, 2)), 1))
