@@ -41,22 +41,37 @@ def fold_is_trained(fold_dir: Path) -> bool:
     return True
 
 
-def run_fold(config: dict, view, fold_dir: Path,
-             log: Callable[[str], None] = print) -> FoldOutcome:
-    """Train (unless trained), then predict the test part at the threshold that training
-    decided on the validation part (:func:`lungcad.training.fit.finish`)."""
+def predict_test_part(model, view, fold_dir: Path):
+    """A classifier's predictions table for the fold's test part (at the model's threshold)."""
+    from lungcad.prediction import dataset_input, predict_input
+
+    result = predict_input(model, dataset_input(view.manifest, view.task, list(view.test),
+                                                fold=view.fold), progress=False)
+    if result.failures:
+        raise LungcadError(f"fold {view.fold}: {len(result.failures)} test image(s) could not "
+                           f"be predicted, e.g. {result.failures[0][1]}")
+    return result.table
+
+
+def run_fold(config: dict, view, fold_dir: Path, log: Callable[[str], None] = print, *,
+             test_file: str = TEST_PREDICTIONS,
+             score_test: Callable = predict_test_part) -> FoldOutcome:
+    """Train (unless trained), then score the test part with the model whose threshold
+    training decided on the validation part (:func:`lungcad.training.fit.finish`):
+    ``score_test(model, view, fold_dir)`` gives the table written to ``fold_dir/test_file``
+    (a classifier's predictions by default; a segmenter's scored masks for segmentation)."""
     from lungcad.inference import load_model
-    from lungcad.prediction import dataset_input, predict_input, write_predictions
+    from lungcad.prediction import write_predictions
     from lungcad.training.fit import train
 
     if not view.test:
         raise LungcadError(f"fold {view.fold} of the split has no test image with a class of "
                            f"task {view.task.name}")
-    test_file = fold_dir / TEST_PREDICTIONS
+    test_path = fold_dir / test_file
     threshold_file = fold_dir / THRESHOLD_FILE
     counts = dict(n_train=len(view.train), n_val=len(view.val), n_test=len(view.test))
-    if test_file.is_file() and threshold_file.is_file():
-        log(f"fold {view.fold}: done already ({test_file}); skipped")
+    if test_path.is_file() and threshold_file.is_file():
+        log(f"fold {view.fold}: done already ({test_path}); skipped")
         return FoldOutcome(view.fold, fold_dir, False, False,
                            json.loads(threshold_file.read_text()), **counts)
 
@@ -75,11 +90,7 @@ def run_fold(config: dict, view, fold_dir: Path,
         raise LungcadError(f"{fold_dir}: model.json's threshold {model.spec.threshold} is not "
                            f"the one in {THRESHOLD_FILE} ({threshold['value']}); train the fold "
                            "again (delete the folder)")
-    result = predict_input(model, dataset_input(view.manifest, view.task, list(view.test),
-                                                fold=view.fold), progress=False)
-    if result.failures:
-        raise LungcadError(f"fold {view.fold}: {len(result.failures)} test image(s) could not "
-                           f"be predicted, e.g. {result.failures[0][1]}")
-    write_predictions(result.table, test_file)  # written last: marks the fold done
-    log(f"fold {view.fold}: {len(result.table)} test predictions in {test_file}")
+    table = score_test(model, view, fold_dir)
+    write_predictions(table, test_path)  # written last: marks the fold done
+    log(f"fold {view.fold}: {len(table)} test rows in {test_path}")
     return FoldOutcome(view.fold, fold_dir, trained_now, True, threshold, **counts)

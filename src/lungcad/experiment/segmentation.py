@@ -4,15 +4,13 @@ scores are summarised with bootstrap intervals and the worst cases' pictures."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 
 from lungcad.errors import LungcadError
-from lungcad.experiment.folds import FoldOutcome, fold_is_trained
-from lungcad.training.fit import THRESHOLD_FILE
+from lungcad.experiment.folds import FoldOutcome, run_fold
 
 TEST_SEGMENTATION = "test_segmentation.csv"
 OOF_SEGMENTATION = "oof_segmentation.csv"
@@ -28,28 +26,14 @@ def spacing_mm(task, side: int) -> float:
     return jsrt_mm_per_pixel(side)
 
 
-def run_segmentation_fold(config: dict, view, fold_dir: Path,
-                          log: Callable[[str], None] = print) -> FoldOutcome:
-    """Train (unless trained), segment the test part, score each mask; masks in fold-k/masks/."""
+def score_test_masks(model, view, fold_dir: Path) -> pd.DataFrame:
+    """Segment the fold's test images (masks in ``fold_dir/masks/``) and score each mask
+    against its reference: one row per image."""
     from lungcad.evaluation.segmentation import mask_metrics
     from lungcad.explain.files import output_stems
     from lungcad.explain.outline import mask_png
-    from lungcad.inference import load_model
     from lungcad.io import load_image
-    from lungcad.prediction import write_predictions
-    from lungcad.training.fit import train
 
-    test_file = fold_dir / TEST_SEGMENTATION
-    counts = dict(n_train=len(view.train), n_val=len(view.val), n_test=len(view.test))
-    if test_file.is_file() and (fold_dir / THRESHOLD_FILE).is_file():
-        log(f"fold {view.fold}: done already ({test_file}); skipped")
-        return FoldOutcome(view.fold, fold_dir, False, False,
-                           json.loads((fold_dir / THRESHOLD_FILE).read_text()), **counts)
-    trained_now = not fold_is_trained(fold_dir)
-    if trained_now:
-        log(f"fold {view.fold}: training ({config['trainer']}) into {fold_dir}")
-        train(config, fold_dir, fold=view.fold, resume=True, log=log)
-    model = load_model(fold_dir / "model")
     rows = view.manifest.rows_for(list(view.test))
     records = []
     (fold_dir / "masks").mkdir(exist_ok=True)
@@ -62,13 +46,18 @@ def run_segmentation_fold(config: dict, view, fold_dir: Path,
         result = model.segment(image)
         (fold_dir / "masks" / f"{stem}.png").write_bytes(mask_png(result.mask))
         records.append({"path": row["path"], "fold": view.fold,
-                        **mask_metrics(result.mask, reference, spacing_mm(view.task, image.shape[1])),
+                        **mask_metrics(result.mask, reference,
+                                       spacing_mm(view.task, image.shape[1])),
                         "plausible": result.plausible, "mask_file": f"masks/{stem}.png",
                         **result.measures})
-    write_predictions(pd.DataFrame(records), test_file)  # written last: marks the fold done
-    log(f"fold {view.fold}: {len(records)} test masks scored in {test_file}")
-    return FoldOutcome(view.fold, fold_dir, trained_now, True,
-                       json.loads((fold_dir / THRESHOLD_FILE).read_text()), **counts)
+    return pd.DataFrame(records)
+
+
+def run_segmentation_fold(config: dict, view, fold_dir: Path,
+                          log: Callable[[str], None] = print) -> FoldOutcome:
+    """Train (unless trained), segment the test part, score each mask."""
+    return run_fold(config, view, fold_dir, log, test_file=TEST_SEGMENTATION,
+                    score_test=score_test_masks)
 
 
 def summarise_segmentation_experiment(outcomes: Sequence[FoldOutcome], manifest, task,
