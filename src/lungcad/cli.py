@@ -21,12 +21,15 @@ VERB_MODULES = [
     "models",
     "train",
     "experiment",
+    "calibrate",
     "predict",
     "segment",
     "evaluate",
     "explain",
     "export",
     "serve",
+    "listen",
+    "pacs",
 ]
 
 

@@ -5,7 +5,9 @@ radiograph, in ``pydicom-data``) and ``CT_small.dcm`` (a chest CT slice, in ``py
 Each bundled classifier reads the sample of its modality; the page shows every verdict with its
 probabilities, threshold and Grad-CAM heatmap, and links each model card. A segmentation model
 (``jsrt-lungs``) reads both samples: the radiograph's entry shows the lung outline with each
-side's measures, the CT slice's the warning that no plausible pair of lungs is there.
+side's measures, the CT slice's the warning that no plausible pair of lungs is there. A nodule
+detector (the bundled ``jsrt-nodules``, where installed: picked up like every bundled model)
+reads the radiograph and draws its marks, circles with their scores, on its heatmap figure.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ SAMPLES = (
 SAMPLE_PACKAGES = {"RG1_UNCI.dcm": "pydicom-data", "CT_small.dcm": "pydicom"}
 REPORT_FILE = "demo.html"
 DISPLAY_SIDE = 384
+DETECTOR = "jsrt-nodules"  # the bundled nodule detector, where installed
+# Bundled models that the detector stands in for in the default demo, where it is bundled
+# (e.g. ("jsrt-malignant",)); () runs both.
+REPLACED_BY_DETECTOR: tuple[str, ...] = ()
 
 
 def sample_path(name: str) -> Path:
@@ -63,6 +69,8 @@ class DemoResult:
     card: Path | None
     measures: list[str] | None = None  # a segmentation: one line per side
     warnings: list[str] | None = None
+    marks: list[str] | None = None  # a detector: one line per mark
+    domain_note: str = ""  # where the sample is unlike the model's training images
 
 
 def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
@@ -73,7 +81,7 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
     from lungcad.model_dir import bundled_models, resolve_model_dir
     from lungcad.io import load_image
 
-    names = list(models) if models else bundled_models()
+    names = list(models) if models else demo_models(bundled_models())
     if not names:
         raise LungcadError("no bundled models are installed (src/lungcad/bundled is empty)")
     out = Path(out_dir)
@@ -96,19 +104,52 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
         explainer = Explainer(model, "gradcam")
         for file, description, _ in samples:
             path = sample_path(file)
-            image = load_image(path).array
-            prediction = model.predict(image)
+            loaded = load_image(path)
+            image = loaded.array
+            prediction = model.predict(image, loaded.meta.modality)
             heat = explainer.maps([image], sources=[str(path)])[0]
+            detection = sample_marks(model, loaded)
             stem = f"{Path(file).stem}-{model.spec.name}"
-            image_png, overlay_png = write_figures(image, heat, figures, stem)
+            image_png, overlay_png = write_figures(image, heat, figures, stem, detection)
             card = resolve_model_dir(name) / "MODEL_CARD.md"
+            marks = None if detection is None else mark_lines(detection)
             results.append(DemoResult(file, description, model.spec.name, prediction.label,
                                       prediction.probabilities, prediction.threshold,
-                                      image_png, overlay_png, card if card.is_file() else None))
-            log(f"{file}  {model.spec.name}: {prediction.verdict()}")
+                                      image_png, overlay_png, card if card.is_file() else None,
+                                      warnings=None if detection is None
+                                      else list(detection.warnings), marks=marks,
+                                      domain_note=prediction.domain_note))
+            log(f"{file}  {model.spec.name}: {prediction.verdict()}"
+                + ("" if marks is None else f"; {len(detection.findings)} nodule mark(s)"))
     page = out / REPORT_FILE
     page.write_text(render_page(results))
     return page
+
+
+def demo_models(bundled: Sequence[str]) -> list[str]:
+    """The bundled models the demo runs by default: all of them, less those the detector stands
+    in for (:data:`REPLACED_BY_DETECTOR`) where the detector is bundled."""
+    if DETECTOR not in bundled:
+        return list(bundled)
+    return [name for name in bundled if name not in REPLACED_BY_DETECTOR]
+
+
+def sample_marks(model, loaded):
+    """A detector's marks on a sample (its DICOM spacing and modality), or None for a model that
+    does not mark nodules (a classifier, or a detector without its PyTorch network)."""
+    from lungcad.explain.files import detector_marks
+
+    return detector_marks(model, loaded)
+
+
+def mark_lines(detection) -> list[str]:
+    """One line per mark for the page: score, malignancy, where, how big."""
+    lines = []
+    for f in detection.findings:
+        malignancy = "" if f.malignancy is None else f", malignancy {f.malignancy:.2f}"
+        lines.append(f"mark {f.score:.2f}{malignancy} at x {f.x:.0f}, y {f.y:.0f} px "
+                     f"(radius {f.radius_mm:.0f} mm)")
+    return lines or ["no nodule marks"]
 
 
 def segment_sample(model, name: str, file: str, description: str, figures: Path,
@@ -148,10 +189,11 @@ def display_shape(shape: tuple[int, int]) -> tuple[int, int]:
 
 
 def write_figures(image: np.ndarray, heat: np.ndarray, folder: Path,
-                  stem: str) -> tuple[Path, Path]:
-    """``<stem>_image.png`` (the image) and ``<stem>_overlay.png`` (with the heatmap), both
-    scaled to DISPLAY_SIDE for the page."""
+                  stem: str, detection=None) -> tuple[Path, Path]:
+    """``<stem>_image.png`` (the image) and ``<stem>_overlay.png`` (with the heatmap, and a
+    detector's marks where ``detection`` is given), both scaled to DISPLAY_SIDE for the page."""
     from lungcad.explain import overlay, png_bytes
+    from lungcad.explain.marks import draw_marks
     from lungcad.explain.outline import gray_rgb
     from lungcad.preprocess import resize_area
 
@@ -159,12 +201,24 @@ def write_figures(image: np.ndarray, heat: np.ndarray, folder: Path,
     shown, shown_heat = resize_area(image, shape), resize_area(heat, shape)
     image_png, overlay_png = folder / f"{stem}_image.png", folder / f"{stem}_overlay.png"
     image_png.write_bytes(png_bytes(gray_rgb(shown)))
-    overlay_png.write_bytes(png_bytes(overlay(shown, np.clip(shown_heat, 0, 1))))
+    picture = overlay(shown, np.clip(shown_heat, 0, 1))
+    if detection is not None:  # marks are in the image's pixels: scaled to the figure's
+        picture = draw_marks(picture, detection.findings, detection.mm_per_pixel,
+                             scale=shape[1] / image.shape[1])
+    overlay_png.write_bytes(png_bytes(picture))
     return image_png, overlay_png
 
 
 def _embedded_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _badge(r: DemoResult) -> str:
+    """The "outside what this model was trained on" badge above an out-of-domain verdict."""
+    if not r.domain_note:
+        return ""
+    return (f'<span class="ood">outside what this model was trained on</span><br>'
+            f"<small>{html.escape(r.domain_note)}</small><br>")
 
 
 def render_page(results: Sequence[DemoResult]) -> str:
@@ -180,12 +234,18 @@ def render_page(results: Sequence[DemoResult]) -> str:
                 for w in r.warnings or [])
             rule = "lung fields; sides are the patient's (PA view: right lung on the image's left)"
             picture = "Lung outline"
+        if r.marks is not None:  # a detector
+            probs += "<br><strong>nodule marks</strong> (circles on the heatmap):<br>" + \
+                "<br>".join(map(html.escape, r.marks)) + "".join(
+                f'<br><strong class="warn">note:</strong> {html.escape(w)}'
+                for w in r.warnings or [])
+            picture = "Grad-CAM heatmap and nodule marks"
         card = (f'<details><summary>model card</summary><pre>{html.escape(r.card.read_text())}'
                 "</pre></details>" if r.card else "")
         rows.append(
             f"<tr><td>{html.escape(r.sample)}<br><small>{html.escape(r.description)}</small></td>"
             f"<td><code>{html.escape(r.model)}</code>{card}</td>"
-            f"<td><strong>{html.escape(r.verdict)}</strong><br><small>{rule}</small></td>"
+            f"<td>{_badge(r)}<strong>{html.escape(r.verdict)}</strong><br><small>{rule}</small></td>"
             f"<td>{probs}</td>"
             f'<td><img src="{_embedded_png(r.image)}" alt="{html.escape(r.sample)}" width="300"></td>'
             f'<td><img src="{_embedded_png(r.overlay)}" alt="{picture} of {html.escape(r.model)} '
@@ -199,6 +259,8 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 75em; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .5em; vertical-align: top; }}
 pre {{ white-space: pre-wrap; max-width: 40em; font-size: 80%; }}
 .warn {{ color: #a00; }}
+.ood {{ display: inline-block; background: #6b2fa0; color: #fff; font-weight: 600;
+        padding: .15em .6em; border-radius: 1em; margin-bottom: .3em; }}
 </style></head><body>
 <h1>lungcad demo</h1>
 <p class="warning"><strong>{DISCLAIMER}</strong> These verdicts come from models trained on small
@@ -206,10 +268,13 @@ public research datasets; the two DICOM files are software test samples, not pat
 study, and neither resembles the models' training data: <code>RG1_UNCI.dcm</code> is a modern
 computed radiograph (JSRT is digitised 1990s film) and <code>CT_small.dcm</code> is a 128 x 128 crop
 around the mediastinum, unlike the whole-lung slices the CT models learned from. The verdicts
-below show the software working, not the models' accuracy: each model card gives that.</p>
+below show the software working, not the models' accuracy: each model card gives that. Each
+model checks its input against its training images: a verdict marked <em>outside what this model
+was trained on</em> comes from an input unlike them, and its probabilities say nothing.</p>
 <p>lungcad {__version__}: the bundled models on the DICOM samples that pydicom installs.
 Heat shows where the model's evidence for the shown class lies (Grad-CAM). The lung model draws
-each lung's outline (the patient's right lung in cyan, the left in orange) and measures it.</p>
+each lung's outline (the patient's right lung in cyan, the left in orange) and measures it. A
+nodule detector circles where it finds nodules (yellow), each with its score.</p>
 <table><tr><th>sample</th><th>model</th><th>verdict</th><th>probabilities / measures</th><th>image</th><th>heatmap / outline</th></tr>
 {body}
 </table></body></html>

@@ -33,11 +33,19 @@ def load_model(name_or_path: str | Path, runtime: str = "torch",
     file, and a model directory is read through its own ``model.onnx`` or exported on the fly,
     checked and cached (see :mod:`lungcad.export.onnx_runtime`).
 
+    ``"auto"`` gives a :class:`~lungcad.domain.auto.AutoModel` instead: its ``predict(image)``
+    runs every bundled model of the image's modality (DICOM tag, else the shipped radiograph-
+    vs-CT classifier) and returns their predictions together.
+
     ``threads``: ONNX Runtime's intra-op threads (default: its own choice). PyTorch's threads
     are process-wide (``torch.set_num_threads``), so the torch runtime leaves them as they are.
     """
     if runtime not in RUNTIMES:
         raise LungcadError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if str(name_or_path) == "auto":  # the bundled models of each input's modality
+        from lungcad.domain.auto import AutoModel
+
+        return AutoModel(lambda name: load_model(name, runtime, threads))  # type: ignore[return-value]
     if runtime == "onnx":
         return _load_onnx(name_or_path, threads)
     return read_model_dir(resolve_model_dir(name_or_path))

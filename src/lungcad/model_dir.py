@@ -21,6 +21,7 @@ and :class:`LungModel`, the loaded model; load one with :func:`lungcad.load_mode
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 from dataclasses import dataclass, field
@@ -56,9 +57,15 @@ class ModelSpec:
     metrics: dict = field(default_factory=dict)
     version: str = "1"
     weights_base: str = "none"
+    calibration: dict | None = None  # evaluation.calibration map, fitted out of fold
+    domain: dict | None = None       # the domain reference's summary (domain.npz)
+    detection: dict | None = None    # detectors: "marks" settings, "clinical" (age/sex) model
 
     def to_dict(self) -> dict:
-        return {
+        extra = {k: v for k, v in (("calibration", self.calibration), ("domain", self.domain),
+                                   ("detection", self.detection))
+                 if v is not None}
+        return {**extra, 
             "format": MODEL_FORMAT, "name": self.name, "version": self.version,
             "architecture": self.architecture, "architecture_args": self.architecture_args,
             "task": self.task, "classes": list(self.classes), "threshold": self.threshold,
@@ -80,7 +87,9 @@ class ModelSpec:
                        architecture_args=d.get("architecture_args", {}),
                        modality=d.get("modality", "unknown"), metrics=d.get("metrics", {}),
                        version=str(d.get("version", "1")),
-                       weights_base=str(d.get("weights_base", "none")))
+                       weights_base=str(d.get("weights_base", "none")),
+                       calibration=d.get("calibration"), domain=d.get("domain"),
+                       detection=d.get("detection"))
         except KeyError as exc:
             raise LungcadError(f"{source}: missing field {exc}") from None
         if spec.weights_base not in WEIGHTS_BASES:
@@ -101,11 +110,15 @@ class ImagePrediction:
     probabilities: dict[str, float]
     label: str
     threshold: float | None
+    in_domain: bool | None = None      # None: the model has no domain reference
+    domain_score: float | None = None  # higher: less like the training images
+    domain_note: str = ""              # what to say where the input is out of domain
 
     def verdict(self) -> str:
         probs = ", ".join(f"{k} {v:.3f}" for k, v in self.probabilities.items())
         rule = f" (threshold {self.threshold:.3f})" if self.threshold is not None else ""
-        return f"{self.label}{rule}: {probs}"
+        note = f" \u2014 {self.domain_note}" if self.domain_note else ""
+        return f"{self.label}{rule}: {probs}{note}"
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
@@ -193,7 +206,34 @@ class LungModel:
             chunk = images[start:start + batch_size]
             names = sources[start:start + batch_size] if sources else ["image"] * len(chunk)
             out.append(self.predict_batch(np.stack([self.prepare(im, n) for im, n in zip(chunk, names)])))
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        probs = np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        return self.calibrate(probs)
+
+    def calibrate(self, probs: np.ndarray) -> np.ndarray:
+        """The network's probabilities through model.json's ``calibration`` (if any)."""
+        if not self.spec.calibration or not len(probs):
+            return probs
+        from lungcad.evaluation.calibration import apply_calibration
+
+        return apply_calibration(probs, self.spec.calibration).astype(probs.dtype)
+
+    @property
+    def domain_reference(self):
+        """The :class:`~lungcad.domain.reference.DomainReference` of the model's training
+        images (``domain.npz``), or None where model.json names none."""
+        if not hasattr(self, "_domain_reference"):
+            from lungcad.domain.check import load_reference
+
+            self._domain_reference = load_reference(self.directory, self.spec.domain)
+        return self._domain_reference
+
+    def screen(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None,
+               modalities: Sequence[str | None] | None = None) -> list:
+        """Per image: refused (another modality), or its domain score and ``in_domain``
+        (:func:`lungcad.domain.check.screen`)."""
+        from lungcad.domain.check import screen
+
+        return screen(self, images, sources, modalities)
 
     def decide(self, probs: np.ndarray) -> list[str]:
         probs = np.atleast_2d(probs)
@@ -202,29 +242,60 @@ class LungModel:
             return [self.classes[1] if p >= t else self.classes[0] for p in probs[:, 1]]
         return [self.classes[i] for i in probs.argmax(axis=1)]
 
-    def predict(self, image) -> ImagePrediction:
-        """Predict one image: a path, or an array as :func:`lungcad.io.load_image` returns."""
+    def predict(self, image, modality: str | None = None) -> ImagePrediction:
+        """Predict one image: a path, or an array as :func:`lungcad.io.load_image` returns
+        (``modality``: its ``meta.modality``, where known). An input of the other modality
+        (CT vs radiograph) is refused with a LungcadError; one unlike the training images is
+        answered with ``in_domain`` False."""
         if isinstance(image, (str, Path)):
             from lungcad.io import load_image
 
-            array, source = load_image(image).array, str(image)
+            loaded = load_image(image)
+            array, source, modality = loaded.array, str(image), loaded.meta.modality
         else:
             array, source = np.asarray(image, dtype=np.float32), "image"
+        check = self.screen([array], [source], [modality])[0]
+        if check.refused:
+            raise LungcadError(check.refused)
         probs = self.predict_proba([array], sources=[source])[0]
         return ImagePrediction({c: float(p) for c, p in zip(self.classes, probs)},
-                          self.decide(probs)[0], self.spec.threshold if self.spec.binary else None)
+                               self.decide(probs)[0],
+                               self.spec.threshold if self.spec.binary else None,
+                               check.in_domain, check.score, check.note())
 
     def predict_many(self, images: Iterable) -> list[ImagePrediction]:
         return [self.predict(im) for im in images]
 
     @property
     def kind(self) -> str:
-        """``classifier`` (class probabilities: :meth:`predict`) or ``segmenter`` (a lung mask
-        per image: :meth:`segment`), from the model's task."""
+        """``classifier`` (class probabilities: :meth:`predict`), ``segmenter`` (a lung mask
+        per image: :meth:`segment`) or ``detector`` (class probabilities, and marks where it
+        finds nodules: :meth:`detect`), from the model's task and architecture."""
         from lungcad.data.tasks import TASKS
+        from lungcad.models import registered_kind
 
         task = TASKS.get(self.spec.task)
-        return "segmenter" if task is not None and task.segmentation else "classifier"
+        if task is not None and task.segmentation:
+            return "segmenter"
+        return "detector" if registered_kind(self.spec.architecture) == "detector" else "classifier"
+
+    def detect(self, image, spacing_mm: tuple[float, float] | None = None,
+               modality: str | None = None, marks: dict | None = None, age=None, sex=None):
+        """Nodule marks on one image (a path, or a 2-D array in [0, 1]): a
+        :class:`~lungcad.detection.detect.Detection` whose ``findings`` (iterating it gives
+        them) are :class:`~lungcad.findings.Finding` in the image's own pixel coordinates,
+        strongest first; only inside the lungs where the bundled ``jsrt-lungs`` is installed.
+        ``spacing_mm`` (row, column) where the image has none of its own (DICOM has);
+        ``marks``: :class:`~lungcad.detection.marks.MarkSettings` fields to change; ``age``
+        (years, or DICOM ``063Y``) and ``sex`` (M/F) for the malignancy with age and sex (from
+        the DICOM's PatientAge/PatientSex where the image is a DICOM path and they are None)."""
+        from lungcad.detection.detect import detect_input
+
+        if self.kind != "detector":
+            raise LungcadError(f"{self.spec.name} is a {self.kind}: it does not mark nodules; "
+                               "use a detector such as jsrt-nodules")
+        return detect_input(self, image, spacing_mm, modality, marks, age, sex,
+                            bundled_lung_model())
 
     def segment(self, image, spacing_mm: tuple[float, float] | None = None,
                 modality: str | None = None):
@@ -259,6 +330,16 @@ class LungModel:
 
             image = load_image(image).array
         return saliency_map(self, np.asarray(image, dtype=np.float32), method, target_class)
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_lung_model() -> "LungModel | None":
+    """The bundled lung segmenter (loaded once), None where it is not installed: detectors
+    mark only inside its lung mask."""
+    from lungcad.segmentation.masks import LUNG_MODEL
+
+    directory = BUNDLED_DIR / LUNG_MODEL
+    return read_model_dir(directory) if (directory / SPEC_FILE).is_file() else None
 
 
 def build_network(spec: ModelSpec):

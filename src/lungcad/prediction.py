@@ -68,6 +68,7 @@ class BatchPredictions:
     table: pd.DataFrame                              # one row per image predicted
     failures: list[tuple[str, str]]                  # (path, message) of images that failed
     probabilities: np.ndarray                        # (rows, classes), the table's prob_ columns
+    findings: pd.DataFrame | None = None             # a detector's marks, one row a mark
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,14 +204,20 @@ def collect_input(inputs: Sequence[str | Path], task: "Task", *, split_path: Pat
 # prediction
 
 def _read_images(files: Sequence[Path], keys: Sequence[str], failures: list[tuple[str, str]],
-                 frame: int | None = None) -> list[tuple[int, np.ndarray]]:
+                 frame: int | None = None, modalities: dict[int, str] | None = None,
+                 metas: dict | None = None) -> list[tuple[int, np.ndarray]]:
     from lungcad.io import load_image
 
     options = {} if frame is None else {"frame": frame}
     loaded = []
     for i, (path, key) in enumerate(zip(files, keys)):
         try:
-            loaded.append((i, load_image(path, **options).array))
+            image = load_image(path, **options)
+            loaded.append((i, image.array))
+            if modalities is not None:
+                modalities[i] = image.meta.modality
+            if metas is not None:
+                metas[i] = image.meta
         except LungcadError as exc:
             failures.append((key, str(exc)))
         except OSError as exc:  # e.g. access lost since the folder was searched
@@ -239,20 +246,29 @@ def _predict_chunk(model, arrays: list[np.ndarray], names: list[str], batch_size
 def predict_input(model, inp: PredictionInput, batch_size: int = 16,
                   progress: bool | None = None,
                   on_failure: Callable[[str, str], None] | None = None,
-                  frame: int | None = None) -> BatchPredictions:
+                  frame: int | None = None, age=None, sex=None) -> BatchPredictions:
     """Predict every image of ``inp`` in batches; failures are collected (and passed to
     ``on_failure`` as they happen), never raised.
 
     ``progress``: a tqdm bar on stderr; None shows one for many images on a terminal.
     ``frame``: which frame of multi-frame files (DICOM, TIFF) to predict.
+    ``age``, ``sex``: for a detector's malignancy with age and sex, every image's (else each
+    DICOM's PatientAge/PatientSex, else the dataset's age/sex columns).
     """
     from tqdm.auto import tqdm
+
+    from lungcad.domain.check import screen_loaded
 
     if batch_size < 1:
         raise LungcadError(f"--batch-size must be at least 1, not {batch_size}")
     classes = list(model.classes)
     failures: list[tuple[str, str]] = []
     kept: list[int] = []
+    from lungcad.detection.batch import DetectionLog, marks_images
+
+    marks = (DetectionLog(model_label(model), inp.metadata, age, sex) if marks_images(model)
+             else None)
+    checks: dict = {}  # position -> domain check (lungcad.domain.check.Screen)
     probs: list[np.ndarray] = []
     disable = (not progress) if progress is not None else (len(inp) < PROGRESS_MIN_IMAGES or None)
     with tqdm(total=len(inp), unit="image", disable=disable, file=sys.stderr,
@@ -260,9 +276,22 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
         for start in range(0, len(inp), batch_size):
             stop = min(start + batch_size, len(inp))
             before = len(failures)
-            loaded = _read_images(inp.files[start:stop], inp.keys[start:stop], failures, frame)
+            modalities: dict[int, str] = {}
+            metas: dict = {}
+            loaded = _read_images(inp.files[start:stop], inp.keys[start:stop], failures, frame,
+                                  modalities, metas)
+            loaded = screen_loaded(model, loaded, [inp.keys[start + i] for i, _ in loaded],
+                               [modalities.get(i) for i, _ in loaded], start, failures, checks)
             names = [inp.keys[start + i] for i, _ in loaded]
-            chunk = _predict_chunk(model, [a for _, a in loaded], names, batch_size, failures)
+            if marks is not None:  # a detector: probabilities and marks from one pass
+                from lungcad.detection.batch import detect_arrays
+
+                chunk = detect_arrays(model, [a for _, a in loaded], names,
+                                      [metas[i] for i, _ in loaded],
+                                      [start + i for i, _ in loaded], failures, marks)
+            else:
+                chunk = _predict_chunk(model, [a for _, a in loaded], names, batch_size,
+                                       failures)
             for (i, _), p in zip(loaded, chunk):
                 if p is not None:
                     kept.append(start + i)
@@ -272,7 +301,15 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
                     on_failure(key, message)
             bar.update(stop - start)
     matrix = np.stack(probs) if probs else np.zeros((0, len(classes)))
-    return BatchPredictions(prediction_table(model, inp, kept, matrix), failures, matrix)
+    table = prediction_table(model, inp, kept, matrix)
+    if getattr(model, "domain_reference", None) is not None and len(kept):
+        table.insert(table.columns.get_loc("model"), "in_domain",
+                     [checks[i].in_domain for i in kept])
+        table.insert(table.columns.get_loc("model"), "domain_score",
+                     [round(checks[i].score, 3) for i in kept])
+    findings = None if marks is None else marks.add_to(table)
+    return BatchPredictions(table, failures, matrix, findings)
+
 
 
 def prediction_table(model, inp: PredictionInput, rows: Sequence[int],
@@ -344,7 +381,7 @@ def check_output(path: str | Path, option: str = "--out", *, folder: bool = Fals
         raise LungcadError(f"cannot write {option} {path}: {problem}")
 
 
-def verdict_line(name: str, probs: np.ndarray, model) -> str:
+def verdict_line(name: str, probs: np.ndarray, model, note: str = "") -> str:
     """One line for one image, e.g. ``x.png: malignant (p=0.83, threshold 0.41) — research
     software, not a medical device``. Binary: p of the positive class, which the threshold
     applies to; multi-class: p of the predicted class."""
@@ -355,4 +392,5 @@ def verdict_line(name: str, probs: np.ndarray, model) -> str:
         detail = f"p={probs[1]:.2f}, threshold {threshold:.2f}"
     else:
         detail = f"p={probs[list(model.classes).index(label)]:.2f}"
-    return f"{name}: {label} ({detail}) \u2014 {SHORT_DISCLAIMER}"
+    note = f" \u2014 {note}" if note else ""
+    return f"{name}: {label} ({detail}){note} \u2014 {SHORT_DISCLAIMER}"

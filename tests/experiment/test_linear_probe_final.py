@@ -86,7 +86,12 @@ def test_final_threshold_is_the_rule_on_out_of_fold_predictions(probed):
     expected = choose_threshold((oof["true_label"] == "malignant").to_numpy(int),
                                 oof["prob_malignant"].to_numpy(), "youden")
     model = load_model(probed["out"] / "final" / "model")
-    assert model.spec.threshold == pytest.approx(expected)
+    # the rule's cut on the uncalibrated probability, moved to the calibrated scale (issue 15)
+    from lungcad.evaluation.calibration import calibrated_threshold
+
+    assert model.spec.calibration["threshold_uncalibrated"] == pytest.approx(expected)
+    assert model.spec.threshold == pytest.approx(
+        calibrated_threshold(expected, model.spec.calibration))
     assert "out-of-fold" in model.spec.threshold_rule
 
 

@@ -14,6 +14,13 @@ sensitivity, specificity, PPV, NPV, F1 and balanced accuracy with seeded bootstr
 intervals, calibration (Brier, ECE, reliability diagram) and subgroup tables. Writes
 report.json, report.md, report.html (self-contained) and figures/ into --out.
 
+Calibration before / after: where the predictions have a fold column (lungcad experiment's
+oof_predictions.csv), ECE and Brier with intervals before and after Platt (binary) or
+temperature (multi-class) scaling, each fold calibrated by a map fitted on the other folds'
+out-of-fold predictions only. Selective prediction: accuracy (and binary ROC AUC) of the images
+kept when the model abstains on its least confident, or (with a domain_score column) most
+out-of-domain, 5-50%.
+
 Threshold (binary tasks): with --validation the threshold is chosen on the validation
 predictions (rule youden unless --threshold names another) and applied unchanged to the test
 predictions. Validation predictions need only path, true_label and prob_<class> columns (as in
@@ -28,6 +35,12 @@ A mark hits a nodule when its centre is within the nodule's radius plus --margin
 of its centre. Every image of the dataset counts, or only those of PREDICTIONS.csv when one is
 given. Writes froc.json and a FROC section (sensitivity at 1/8 to 8 false positives per image,
 CPM, bootstrap intervals, figure) into the report. PREDICTIONS.csv may be left out: FROC alone.
+
+Clustered rows: --group-column COLUMN adds intervals that resample whole groups (a cluster
+bootstrap: slices of one patient, or near-duplicate slices where there are no patient ids)
+beside the row-resampled ones, in report.json (group_bootstrap) and a report section. The
+groups come from the predictions' COLUMN, or from --groups SPLIT.json (lungcad data split's
+path -> group map) or a CSV with path and COLUMN.
 """
 
 
@@ -55,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--model", metavar="NAME",
                         help="score only the rows of this model (the file's model column)")
+    parser.add_argument("--group-column", metavar="COLUMN",
+                        help="also give intervals that resample whole groups of rows (patients, "
+                             "near-duplicate slices) named by this column, not single rows")
+    parser.add_argument("--groups", metavar="SPLIT.json|TABLE.csv",
+                        help="where --group-column's groups come from when the predictions lack "
+                             "the column: a split file (its path -> group map) or a CSV with "
+                             "path and the column (e.g. a dataset's labels.csv)")
     parser.add_argument("--out", required=True, metavar="REPORT_DIR", help="folder for the report")
     parser.set_defaults(func=run)
 
@@ -68,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if (args.findings is None) != (args.dataset is None):
         raise LungcadError("--findings and --dataset go together: the findings are scored "
                            "against the nodules of the dataset's labels.csv")
+    if args.groups is not None and args.group_column is None:
+        raise LungcadError("--groups names where --group-column's groups come from: give "
+                           "--group-column too (e.g. --group-column group)")
     if args.predictions is None:
         return _run_froc_only(args)
     return _run_predictions(args)
@@ -124,6 +147,19 @@ def _run_froc_only(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_selective(report: dict, test, args: argparse.Namespace) -> None:
+    """Calibration before/after (cross-fitted by fold: out of fold only) and risk-coverage."""
+    from lungcad.evaluation.predictions import validate_predictions
+    from lungcad.evaluation.selective import selective_sections
+
+    preds = validate_predictions(test, require_labels=True, require_decisions=False)
+    extra, sections = selective_sections(preds, report["threshold"]["value"], args.bootstrap,
+                                         args.seed)
+    report["calibration"]["recalibrated_out_of_fold"] = extra["calibration_comparison"]
+    report["curves"]["risk_coverage"] = extra["risk_coverage"]
+    report["sections"] = sections + report.get("sections", [])  # before FROC, groups
+
+
 def _run_predictions(args: argparse.Namespace) -> int:
     from lungcad.evaluation.predictions import read_predictions, select_model
     from lungcad.evaluation.render import write_report
@@ -147,8 +183,20 @@ def _run_predictions(args: argparse.Namespace) -> int:
 
         froc = _froc(args, test["path"].astype(str).tolist())
         sections.append(froc_section(froc))
+    if args.group_column is not None:
+        from lungcad.evaluation.grouped import attach_groups
+
+        test = attach_groups(test, args.group_column, args.groups)
     report = evaluate_predictions(test, validation, args.threshold, args.bootstrap, args.seed,
                                   extra_sections=sections)
+    if args.group_column is not None:
+        from lungcad.evaluation.grouped import group_interval_section
+        from lungcad.evaluation.report import add_section
+
+        report["group_bootstrap"], section = group_interval_section(
+            report, test, args.group_column, args.bootstrap, args.seed)
+        add_section(report, section)
+    _add_selective(report, test, args)
     write_report(report, args.out)
 
     for warning in report["warnings"]:
@@ -169,6 +217,10 @@ def _run_predictions(args: argparse.Namespace) -> int:
           + (f" = {threshold['value']:.4g} (chosen on {threshold['chosen_on']})"
              if threshold["value"] is not None else " (predicted_label as given)"))
     print("; ".join(parts))
+    if "group_bootstrap" in report:
+        from lungcad.evaluation.grouped import headline_text
+
+        print(headline_text(report["group_bootstrap"]))
     if froc is not None:
         _print_froc(froc)
     print(f"report: {args.out}/report.html")

@@ -12,6 +12,19 @@ input), prob_<class> for every class, predicted_label at the model's threshold, 
 (name@version), fold (with --split) and the dataset's metadata columns. The file is what
 `lungcad evaluate` reads.
 
+Models with a domain check (every bundled model) add in_domain and domain_score: an image
+unlike the model's training images is still answered, with in_domain False and "OUT OF
+DOMAIN" in its verdict line; an image of the other modality (a CT slice to a radiograph model,
+or the reverse: DICOM Modality tag, else the image) is refused with a message. MODEL auto
+runs each image through the bundled model(s) of its modality, with modality columns.
+
+Detector models (e.g. jsrt-nodules) also mark where they see nodules: one row a mark (path,
+x and y in the image's own pixels, radius_mm, score, malignancy) in findings.csv beside the
+predictions (--findings to choose; lungcad evaluate --findings scores them), and per image
+n_marks, top_mark_score and malignancy (image only); where the model has an age/sex model,
+malignancy_age_sex from --age/--sex, else each DICOM's PatientAge/PatientSex, else the
+dataset's age and sex columns (a missing one takes the training mean: age_sex_note says so).
+
 MODEL: a model directory, a training run folder, or a bundled model name.
 INPUT: image files (JSRT .IMG, PNG, JPEG, TIFF, BMP, DICOM, .npy), folders (searched
 recursively; files that are not images are skipped with a note), or one dataset folder (with
@@ -32,7 +45,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="predict images with a model; write a predictions CSV",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", metavar="MODEL", help="model directory, run folder or bundled name")
+    parser.add_argument("model", metavar="MODEL",
+                        help="model directory, run folder, bundled name, or auto (the bundled "
+                             "model(s) of each image's modality: DICOM tag, else the image)")
     parser.add_argument("inputs", metavar="INPUT", nargs="+",
                         help="image files, folders, or one dataset folder")
     parser.add_argument("--out", type=Path, metavar="PREDICTIONS.csv",
@@ -53,6 +68,18 @@ def register(subparsers) -> None:
     parser.add_argument("--heatmap-method", default="gradcam", metavar="METHOD",
                         help="saliency method for --heatmaps: gradcam (default), gradcam++, "
                              "layercam or occlusion")
+    parser.add_argument("--dicom-out", type=Path, metavar="DIR",
+                        help="also write a DICOM SR and overlay (secondary capture) per DICOM "
+                             "image into DIR (docs/dicom.md)")
+    parser.add_argument("--age", metavar="YEARS",
+                        help="detector models: the patient's age (years, or DICOM 063Y) for the "
+                             "malignancy with age and sex, for every image given (default: each "
+                             "DICOM's PatientAge, else the dataset's age column)")
+    parser.add_argument("--sex", metavar="M|F",
+                        help="detector models: the patient's sex, as --age")
+    parser.add_argument("--findings", type=Path, metavar="FINDINGS.csv",
+                        help="detector models: where to write the marks, one row a mark (default: "
+                             "findings.csv beside the predictions, or <stem>_findings.csv)")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                         help="run the model with PyTorch (default) or ONNX Runtime")
     parser.set_defaults(func=run)
@@ -62,6 +89,22 @@ def _report_failure(path: str, message: str) -> None:
     detail = message if path in message else f"{path}: {message}"
     detail = detail.replace("pass frame=N", "pass --frame N")  # the library's words, as options
     print(f"lungcad predict: failed: {detail}", file=sys.stderr)
+
+
+def _print_marks(row, findings) -> None:
+    """A detector's malignancy scores and marks on the one image, strongest first."""
+    line = f"  malignancy (image only) {row['malignancy']:.2f}"
+    if "malignancy_age_sex" in row.index:
+        note = f"; {row['age_sex_note']}" if row["age_sex_note"] else ""
+        line += f", with age and sex {row['malignancy_age_sex']:.2f}{note}"
+    print(line)
+    if findings.empty:
+        print("  no nodule marks")
+    for k, row in enumerate(findings.itertuples(), 1):
+        malignancy = ("" if row.malignancy is None or row.malignancy != row.malignancy
+                      else f", malignancy {row.malignancy:.2f}")
+        print(f"  mark {k}: x {row.x:.0f}, y {row.y:.0f} px, radius {row.radius_mm:.0f} mm, "
+              f"score {row.score:.2f}{malignancy}")
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -74,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.prediction import (check_output, collect_input, model_label, model_task,
                                     predict_input, verdict_line, write_predictions)
 
+    if args.model == "auto":
+        from lungcad.commands.predict_auto import run_auto
+
+        return run_auto(args, _report_failure)
     if args.split is None and (args.part is not None or args.fold is not None):
         raise LungcadError("--part and --fold choose images from a split file: give --split too")
     if args.frame is not None and args.frame < 0:
@@ -83,8 +130,17 @@ def run(args: argparse.Namespace) -> int:
                            "without --heatmaps")
     if args.out is not None:  # before any image is predicted: a run must not end unwritable
         check_output(args.out)
+    if args.findings is not None:
+        check_output(args.findings, "--findings")
+    if args.age is not None or args.sex is not None:
+        from lungcad.detection.clinical import parse_age, parse_sex
+
+        parse_age(args.age, "--age")  # nonsense is refused before any image is predicted
+        parse_sex(args.sex, "--sex")
     if args.heatmaps is not None:
         check_output(args.heatmaps, "--heatmaps", folder=True)
+    if args.dicom_out is not None:
+        check_output(args.dicom_out, "--dicom-out", folder=True)
     if args.heatmaps is not None and args.runtime != "torch":
         raise LungcadError("--heatmaps needs the torch runtime (saliency uses the network's "
                            "gradients); drop --runtime onnx")
@@ -109,11 +165,16 @@ def run(args: argparse.Namespace) -> int:
         check_output(Path("predictions.csv"))
 
     result = predict_input(model, inp, batch_size=args.batch_size, on_failure=_report_failure,
-                           frame=args.frame)
+                           frame=args.frame, age=args.age, sex=args.sex)
     failed = len(result.failures)
     if verdict:
         if len(result.table):
-            print(verdict_line(Path(result.table["path"][0]).name, result.probabilities[0], model))
+            from lungcad.commands.predict_auto import domain_note
+
+            print(verdict_line(Path(result.table["path"][0]).name, result.probabilities[0], model,
+                               domain_note(model, result.table.iloc[0])))
+            if result.findings is not None:
+                _print_marks(result.table.iloc[0], result.findings)
     elif len(result.table):
         out = args.out or Path("predictions.csv")
         write_predictions(result.table, out)
@@ -121,6 +182,17 @@ def run(args: argparse.Namespace) -> int:
         rule = f", threshold {threshold:.3g}" if threshold is not None else ""
         print(f"wrote {len(result.table)} prediction(s) to {out} (model {model_label(model)}"
               f"{rule})")
+    if result.findings is not None and (not verdict or args.findings is not None):
+        from lungcad.detection.batch import findings_path_for, write_findings
+
+        marks_out = args.findings or findings_path_for(args.out or Path("predictions.csv"))
+        write_findings(result.findings, marks_out)
+        print(f"wrote {len(result.findings)} mark(s) on {len(result.table)} image(s) to "
+              f"{marks_out}")
+    elif args.findings is not None:
+        print(f"lungcad predict: note: {model_label(model)} does not mark nodules"
+              + (" on the onnx runtime" if args.runtime == "onnx" else "")
+              + f"; {args.findings} not written", file=sys.stderr)
 
     if args.heatmaps is not None and len(result.table):
         from lungcad.explain import write_heatmaps
@@ -134,7 +206,15 @@ def run(args: argparse.Namespace) -> int:
         failed += len(errors)
         print(f"wrote {len(written) // 2} heatmap(s) to {args.heatmaps}")
 
+    dicom_failed = 0
+    if args.dicom_out is not None:
+        from lungcad.dicom_out.batch import write_for_prediction
+
+        dicom_failed = write_for_prediction(model, inp, result, args.dicom_out, _report_failure,
+                                            heatmap=args.runtime == "torch")
     summary = []
+    if dicom_failed:
+        summary.append(f"{dicom_failed} image(s) got no DICOM results")
     if result.failures:
         summary.append(f"{len(result.failures)} of {len(inp)} image(s) could not be predicted")
     if failed > len(result.failures):

@@ -103,3 +103,55 @@ def bootstrap_intervals(
             n_undefined,
         )
     return intervals
+
+
+GROUP_METHOD = "percentile, groups resampled"
+
+
+def group_bootstrap_intervals(
+    groups,
+    statistic: Callable[[np.ndarray], dict[str, np.ndarray]],
+    n_resamples: int,
+    seed: int,
+    confidence_level: float = CONFIDENCE_LEVEL,
+) -> dict[str, Interval]:
+    """Confidence interval of every metric of ``statistic``, resampling GROUPS, not rows.
+
+    Where rows come in clusters (slices of one patient, near-duplicates of one image), rows are
+    not independent and resampling them gives intervals that are too narrow. Here each resample
+    draws as many groups as there are, with replacement, and keeps every row of each drawn group
+    (a cluster bootstrap); ``statistic(indices)`` gets the 1-D row indices of one resample. The
+    interval is the percentile interval of the resamples (a resample's size varies, so BCa's
+    jackknife does not apply as for rows); resamples where a metric is undefined are left out
+    and counted. ``groups`` holds one group label per row; the same seed gives the same draws.
+    """
+    labels = np.asarray(groups)
+    _, codes = np.unique(labels.astype(str), return_inverse=True)
+    members = [np.flatnonzero(codes == g) for g in range(int(codes.max()) + 1 if codes.size else 0)]
+    probe = statistic(np.arange(labels.size))
+    names = list(probe)
+    if n_resamples <= 0:
+        return {name: Interval(None, None, "none") for name in names}
+    if len(members) < MIN_CASES:
+        return {name: Interval(None, None, f"none (fewer than {MIN_CASES} groups)")
+                for name in names}
+    rng = np.random.default_rng(seed)
+    draws = np.empty((len(names), n_resamples))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        for b in range(n_resamples):
+            chosen = rng.integers(0, len(members), size=len(members))
+            values = statistic(np.concatenate([members[g] for g in chosen]))
+            draws[:, b] = [float(values[name]) for name in names]
+    alpha = (1 - confidence_level) / 2
+    intervals: dict[str, Interval] = {}
+    for i, name in enumerate(names):
+        defined = draws[i][np.isfinite(draws[i])]
+        n_undefined = n_resamples - defined.size
+        if not np.isfinite(float(probe[name])) or defined.size == 0:
+            intervals[name] = Interval(None, None, "none (metric undefined)", n_undefined)
+            continue
+        method = GROUP_METHOD + (" (undefined resamples left out)" if n_undefined else "")
+        intervals[name] = Interval(float(np.quantile(defined, alpha)),
+                                   float(np.quantile(defined, 1 - alpha)), method, n_undefined)
+    return intervals

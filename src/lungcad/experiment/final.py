@@ -7,6 +7,8 @@ the threshold is fixed by cross-validation and not by the images it was trained 
 card carries the pooled cross-validated metrics with their intervals and the commands that
 reproduce the model. Written to ``DIR/final/model`` with ``weights_base`` "pretrained" when the
 architecture starts from pretrained weights (only the changed tensors are stored).
+It then gets its domain reference (``domain.npz``, threshold from out-of-fold scores) and its
+calibration (fitted on the pooled out-of-fold predictions): :mod:`lungcad.domain.fit`.
 """
 
 from __future__ import annotations
@@ -119,13 +121,27 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
     summary = json.loads((exp_dir / "summary.json").read_text())
     if summary.get("localisation"):
         spec.metrics["localisation_out_of_fold"] = _localisation(summary["localisation"])
+    if spec.detection is not None:  # a detector: its age/sex model and FROC, out of fold
+        from lungcad.experiment.detection import final_detection
+
+        spec = final_detection(spec, exp_dir)
     card = model_card(spec, meta, manifest, command, exp_dir)
     # an earlier final model is replaced only once the new one is complete
     staged = save_model_dir(work / "model.new", trained.network, spec, card)
     shutil.rmtree(work / "model", ignore_errors=True)
     out = staged.rename(work / "model")
     shutil.rmtree(work / "fit")
+    # what its training inputs look like, and the calibration: out of fold (lungcad.domain.fit)
+    from lungcad.domain.fit import add_domain_and_calibration
+
+    add_domain_and_calibration(out, exp_dir, log=log)
     return out
+
+
+def _detection_text(spec) -> str:
+    from lungcad.experiment.detection import detection_card_text
+
+    return detection_card_text(spec.metrics.get("detection_out_of_fold"))
 
 
 def _finished_meta(exp_dir: Path) -> dict:
@@ -273,7 +289,7 @@ the recipe on this dataset, not this exact model, and say nothing about patients
 |---|---|
 {rows}
 
-{_localisation_text(spec.metrics.get("localisation_out_of_fold"))}## Known limits
+{_localisation_text(spec.metrics.get("localisation_out_of_fold"))}{_detection_text(spec)}## Known limits
 
 {limits}
 - The held-back part of the dataset has not scored this model yet.

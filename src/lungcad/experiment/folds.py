@@ -55,11 +55,14 @@ def predict_test_part(model, view, fold_dir: Path):
 
 def run_fold(config: dict, view, fold_dir: Path, log: Callable[[str], None] = print, *,
              test_file: str = TEST_PREDICTIONS,
-             score_test: Callable = predict_test_part) -> FoldOutcome:
+             score_test: Callable = predict_test_part,
+             also_written: tuple[str, ...] = ()) -> FoldOutcome:
     """Train (unless trained), then score the test part with the model whose threshold
     training decided on the validation part (:func:`lungcad.training.fit.finish`):
     ``score_test(model, view, fold_dir)`` gives the table written to ``fold_dir/test_file``
-    (a classifier's predictions by default; a segmenter's scored masks for segmentation)."""
+    (a classifier's predictions by default; a segmenter's scored masks for segmentation; a
+    detector's predictions, its marks written to ``also_written`` files by ``score_test``).
+    The fold is done when ``test_file`` and every ``also_written`` file exist."""
     from lungcad.inference import load_model
     from lungcad.prediction import write_predictions
     from lungcad.training.fit import train
@@ -70,7 +73,8 @@ def run_fold(config: dict, view, fold_dir: Path, log: Callable[[str], None] = pr
     test_path = fold_dir / test_file
     threshold_file = fold_dir / THRESHOLD_FILE
     counts = dict(n_train=len(view.train), n_val=len(view.val), n_test=len(view.test))
-    if test_path.is_file() and threshold_file.is_file():
+    if (test_path.is_file() and threshold_file.is_file()
+            and all((fold_dir / name).is_file() for name in also_written)):
         log(f"fold {view.fold}: done already ({test_path}); skipped")
         return FoldOutcome(view.fold, fold_dir, False, False,
                            json.loads(threshold_file.read_text()), **counts)

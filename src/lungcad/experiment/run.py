@@ -59,6 +59,13 @@ def has_nodule_coordinates(manifest) -> bool:
         .notna().all(axis=1).any())
 
 
+def is_detector_config(config: dict) -> bool:
+    """Whether the config trains a registered detector architecture (its folds mark nodules)."""
+    from lungcad.models import registered_kind
+
+    return registered_kind(str(config.get("model", ""))) == "detector"
+
+
 def fold_localisation(model, view, options: ExperimentOptions) -> dict:
     """Saliency maps of the fold's test images with a nodule position, scored against it; lung
     share from the reference lung masks, or the bundled lung segmenter's where a row has none."""
@@ -125,11 +132,18 @@ def run_experiment(config: dict, options: ExperimentOptions, out_dir: str | Path
     if task.segmentation:
         return _segmentation_experiment(config, views, out_dir, meta, total, n_bootstrap, seed,
                                         warnings, log)
+    detector = is_detector_config(config)
     outcomes: list[FoldOutcome] = []
     localisations: list[dict] = []
     for view in views:
         fold_dir = out_dir / f"fold-{view.fold}"
-        outcomes.append(run_fold(config, view, fold_dir, log))
+        if detector:
+            from lungcad.experiment.detection import TEST_FINDINGS, score_test_detections
+
+            outcomes.append(run_fold(config, view, fold_dir, log, score_test=score_test_detections,
+                                     also_written=(TEST_FINDINGS,)))
+        else:
+            outcomes.append(run_fold(config, view, fold_dir, log))
         if localise:
             loc_file = fold_dir / "localisation.json"
             if not loc_file.is_file():
@@ -149,9 +163,20 @@ def run_experiment(config: dict, options: ExperimentOptions, out_dir: str | Path
         raise LungcadError(f"{len(repeated)} image(s) are in the test part of more than one fold, "
                            f"e.g. {repeated[:2]}; the split file is inconsistent")
     oof_path = write_predictions(oof, out_dir / "oof_predictions.csv")
+    froc = None
+    if detector:
+        from lungcad.experiment.detection import summarise_findings
+
+        log("FROC of the out-of-fold marks")
+        froc = summarise_findings([o.directory for o in outcomes], manifest, out_dir,
+                                  n_bootstrap, seed)
+        if "dataset_label" in oof.columns:
+            from lungcad.experiment.detection import image_level_summary
+
+            froc["image_level"] = image_level_summary(oof, n_bootstrap, seed)
     summary = summarise_experiment(read_predictions(oof_path), outcomes, frames, task,
                                    localisations if localise else None, out_dir, total,
-                                   n_bootstrap, seed, warnings)
+                                   n_bootstrap, seed, warnings, froc=froc)
     return _finished(out_dir, meta, outcomes, summary)
 
 

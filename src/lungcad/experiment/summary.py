@@ -69,8 +69,10 @@ def pooled_localisation(results: Sequence[dict]) -> dict:
 def summarise_experiment(oof: pd.DataFrame, outcomes: Sequence,
                          frames: Sequence[pd.DataFrame], task,
                          localisation: Sequence[dict] | None, out_dir: Path, total_folds: int,
-                         n_bootstrap: int, seed: int, warnings: list[str]) -> dict:
-    """Evaluate the pooled out-of-fold predictions (DIR/report/) and write summary.json/.md."""
+                         n_bootstrap: int, seed: int, warnings: list[str],
+                         froc: dict | None = None) -> dict:
+    """Evaluate the pooled out-of-fold predictions (DIR/report/) and write summary.json/.md;
+    ``froc``: a detector's FROC of its out-of-fold marks (:mod:`lungcad.experiment.detection`)."""
     from lungcad.evaluation.render import write_report
     from lungcad.evaluation.report import evaluate_predictions
 
@@ -107,6 +109,11 @@ def summarise_experiment(oof: pd.DataFrame, outcomes: Sequence,
         "pooled_report": {"path": str(out_dir / "report" / "report.json"),
                           "threshold": report["threshold"], "n_bootstrap": n_bootstrap},
         "localisation": pooled_loc,
+        "froc": None if froc is None else {
+            "path": "froc/froc.json", "margin_mm": froc["margin_mm"],
+            "n_nodules": froc["n_nodules"], "n_images": froc["n_images"], "cpm": froc["cpm"],
+            "sensitivity_at": froc["sensitivity_at"],
+            "image_level": froc.get("image_level")},
         "warnings": warnings + list(report["warnings"]),
     }
     write_json(out_dir / "summary.json", summary)
@@ -204,6 +211,18 @@ def summary_markdown(summary: dict) -> str:
         lines += ["", f"Localisation (out of fold): peak hit rate {_fmt(peak['rate'])} on "
                       f"{peak['n']} nodule image(s); chance "
                       f"{_fmt(loc['overall']['chance_peak_hit_mean'])}."]
+    froc = summary.get("froc")
+    if froc:
+        cpm = froc["cpm"]
+        lines += ["", f"Nodule marks (FROC, out of fold, margin {froc['margin_mm']:g} mm): "
+                      f"CPM {_format_pooled(cpm)} on {froc['n_nodules']} nodules in "
+                      f"{froc['n_images']} images; sensitivity "
+                      + ", ".join(f"{_fmt(r['sensitivity'])} at {r['fp_per_image']:g}"
+                                  for r in froc["sensitivity_at"])
+                      + " false positives per image. Report: froc/report.html"]
+        for question, rows in (froc.get("image_level") or {}).items():
+            lines += ["", f"{question.replace('_', ' ')}, out of fold: " + "; ".join(
+                f"{name} AUC {_format_pooled(value)}" for name, value in rows.items())]
     if summary["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in summary["warnings"]]
     lines += ["", "Full report of the pooled predictions: report/report.html", ""]

@@ -14,7 +14,7 @@ import numpy as np
 
 from lungcad.disclaimer import SHORT_DISCLAIMER
 from lungcad.errors import LungcadError
-from lungcad.explain.render import overlay, png_bytes
+from lungcad.explain.render import draw_text, overlay, png_bytes
 from lungcad.explain.saliency import Explainer
 
 OVERLAY_SUFFIX = "_overlay.png"
@@ -28,6 +28,7 @@ class HeatmapFiles:
     saliency: Path
     prediction: object  # the model's ImagePrediction (lungcad.model_dir)
     target_class: str
+    findings: list | None = None  # a detector's marks (drawn on the overlay); else None
 
 
 def output_stems(paths: Sequence[str | Path]) -> list[str]:
@@ -91,7 +92,8 @@ def write_heatmap(explainer: Explainer, image_path: str | Path, out_dir: str | P
     from lungcad.io import load_image
 
     image_path = Path(image_path)
-    array = load_image(image_path).array
+    loaded = load_image(image_path)
+    array = loaded.array
     prediction = explainer.model.predict(array)
     heat = explainer.maps([array], target_class, sources=[str(image_path)])[0]
     target = heat_target(explainer, prediction, target_class)
@@ -99,11 +101,30 @@ def write_heatmap(explainer: Explainer, image_path: str | Path, out_dir: str | P
     out.mkdir(parents=True, exist_ok=True)
     stem = stem or image_path.stem
     overlay_path, saliency_path = out / f"{stem}{OVERLAY_SUFFIX}", out / f"{stem}{SALIENCY_SUFFIX}"
-    picture = overlay(array, heat, prediction_text(prediction, explainer.method, target,
-                                                   empty_map=not heat.any()))
+    text = prediction_text(prediction, explainer.method, target, empty_map=not heat.any())
+    detection = detector_marks(explainer.model, loaded)
+    if detection is None:
+        picture = overlay(array, heat, text)
+    else:  # a detector: its marks as circles with their scores, the text over them
+        from lungcad.explain.marks import draw_marks, marks_text
+
+        verdict, rest = text.split("\n", 1)
+        text = f"{verdict}\n{marks_text(detection.findings, explainer.model.spec.name)}\n{rest}"
+        picture = draw_text(draw_marks(overlay(array, heat), detection.findings,
+                                       detection.mm_per_pixel), text)
     overlay_path.write_bytes(png_bytes(picture))
     np.save(saliency_path, heat.astype(np.float32))
-    return HeatmapFiles(image_path, overlay_path, saliency_path, prediction, target)
+    return HeatmapFiles(image_path, overlay_path, saliency_path, prediction, target,
+                        None if detection is None else list(detection.findings))
+
+
+def detector_marks(model, loaded):
+    """A detector's :class:`~lungcad.detection.detect.Detection` of a loaded image (its own
+    spacing and modality), or None for a model that does not mark nodules here (a classifier,
+    or a detector without its PyTorch network)."""
+    if getattr(model, "kind", None) != "detector" or not hasattr(model.network, "cell_logits"):
+        return None
+    return model.detect(loaded.array, loaded.meta.pixel_spacing_mm, loaded.meta.modality)
 
 
 def write_heatmaps(model, image_paths: Sequence[str | Path], out_dir: str | Path,

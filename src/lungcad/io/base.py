@@ -22,6 +22,8 @@ class ImageMeta:
     window: tuple[float, float] | None = None  # (centre, width) applied, where one was
     units: str = "display"               # "display" ([0, 1]) or "HU" (CT read with hu=True)
     notes: list[str] = field(default_factory=list)  # warnings worth showing a user
+    patient_age: str | None = None       # DICOM PatientAge as stored (e.g. "063Y"), where given
+    patient_sex: str | None = None       # DICOM PatientSex as stored (M, F, O), where given
 
 
 @dataclass

@@ -42,7 +42,9 @@ def read_dicom(data: bytes, label: str = "DICOM file", *, frame: int | None = No
     meta = ImageMeta(format="dicom", original_shape=_stored_shape(ds, n_frames),
                      bit_depth=bits_stored, modality=modality,
                      pixel_spacing_mm=_pixel_spacing(ds, meta_notes := []),
-                     photometric=photometric or "unknown")
+                     photometric=photometric or "unknown",
+                     patient_age=_text_tag(ds, "PatientAge"),
+                     patient_sex=_text_tag(ds, "PatientSex"))
     for note in meta_notes:
         add_note(meta, f"{label}: {note}", warn=False)
     if n_frames > 1:
@@ -341,3 +343,10 @@ def _colour_to_gray(stored: np.ndarray, ds, meta: ImageMeta, label: str) -> np.n
     else:
         raise LungcadError(f"{label}: colour pixels of type {stored.dtype} are not supported")
     return rgb_to_gray(np.clip(rgb, 0, 1), meta, label)
+
+
+def _text_tag(ds, keyword: str) -> str | None:
+    """A tag's text, None where absent or empty."""
+    value = ds.get(keyword)
+    text = str(value).strip() if value is not None else ""
+    return text or None

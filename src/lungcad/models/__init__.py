@@ -8,17 +8,24 @@ import re
 from lungcad.errors import LungcadError
 
 # Each import registers its architecture(s) by name.
-from lungcad.models import (ct_cnn, efficientnet_lite, lung_unet, nodule_heatmap,  # noqa: F401
-                            paper_cnn_lstm, vgg16_lstm)
+from lungcad.models import (ct_cnn, efficientnet_lite, lung_unet, nodule_detector,  # noqa: F401
+                            nodule_heatmap, paper_cnn_lstm, vgg16_lstm)
 from lungcad.models.registry import ModelInfo, logits_to_probs, registered
 
 __all__ = ["ModelInfo", "create_model", "list_models", "loading_args", "logits_to_probs",
-           "model_info"]
+           "model_info", "registered_kind"]
 
 
 def list_models(kind: str | None = None) -> list[ModelInfo]:
-    """Every registered architecture, or those of one ``kind`` (classifier, segmenter)."""
+    """Every registered architecture, or those of one ``kind`` (classifier, segmenter,
+    detector)."""
     return [m for m in registered().values() if kind is None or m.kind == kind]
+
+
+def registered_kind(name: str) -> str | None:
+    """The ``kind`` of a registered architecture, None for a name not registered."""
+    info = registered().get(name)
+    return None if info is None else info.kind
 
 
 def model_info(name: str) -> ModelInfo:

@@ -3,7 +3,7 @@
 per side (:mod:`~lungcad.segmentation.masks`); one image segmented end to end
 (:mod:`~lungcad.segmentation.predict`)."""
 
-LUNG_MODEL = "jsrt-lungs"  # the bundled lung-field segmenter
+from lungcad.segmentation.masks import LUNG_MODEL  # noqa: F401  (the bundled segmenter)
 
 
 def installed_lung_model() -> str | None:

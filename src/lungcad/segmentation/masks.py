@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+LUNG_MODEL = "jsrt-lungs"  # the bundled lung-field segmenter
+
 PIXEL_THRESHOLD = 0.5
 # the segmenter's decision rule, as model.json and threshold.json state it
 PIXEL_RULE = f"pixel probability >= {PIXEL_THRESHOLD:g} (fixed; nothing is tuned)"

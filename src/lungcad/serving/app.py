@@ -35,9 +35,9 @@ from lungcad.serving.guards import (RequestGuardMiddleware, SecurityHeadersMiddl
 from lungcad.serving.limits import BodySizeLimitMiddleware, BodyTimeoutMiddleware
 from lungcad.serving.loading import runtime_for
 from lungcad.serving.lungs import lungs_fields, lungs_model_id
-from lungcad.serving.pipeline import analyse
-from lungcad.serving.schemas import (ERRORS, HealthResponse, ModelsResponse, PredictResponse,
-                                     SegmentationResponse)
+from lungcad.serving.pipeline import analyse, modality_answer
+from lungcad.serving.schemas import (ERRORS, HealthResponse, ModalityResponse, ModelsResponse,
+                                     PredictResponse, SegmentationResponse)
 from lungcad.serving.service import (ApiError, ServedModel, display_fields, heatmap_fields,
                                      unique_ids)
 from lungcad.serving.settings import ServeSettings
@@ -94,6 +94,14 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         return {"default": default_id, "models": [s.describe() for s in served.values()],
                 "lungs_model": lungs_id}
 
+    @app.post(f"{API}/modality", response_model=ModalityResponse, responses=ERRORS,
+              tags=["predict"])
+    async def modality(file: Annotated[UploadFile, File(description="One image")]) -> dict:
+        """Radiograph or CT slice (DICOM Modality tag, else the shipped image classifier), and
+        the served models of that modality: what the page's automatic choice runs."""
+        data = await file.read()
+        return await run_in_threadpool(modality_answer, served, data, file.filename, settings)
+
     @app.post(f"{API}/predict", response_model=Union[PredictResponse, SegmentationResponse],
               responses=ERRORS, tags=["predict"])
     async def predict(
@@ -136,6 +144,14 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         for the outline, the size of `image_png`), `lungs_measures`, `lungs_warnings`,
         `lungs_plausible`; or `lungs_error` saying why there is none.
 
+        A **detector** (`kind` "detector", `marks` true in `/api/v1/models`) answers as a
+        classifier does, from the same single pass of its network, plus `findings`: its nodule
+        marks, strongest first, each `{x, y, radius_mm, radius_px, score, malignancy}` in the
+        uploaded image's own pixel coordinates (x = column, y = row; the frame is
+        `image.width` x `image.height`), with `mm_per_pixel` and `findings_warnings` (an
+        assumed pixel spacing...). Served on ONNX Runtime it gives no marks: `findings_error`
+        (and a note) says they need the torch runtime. A classifier's answer has no `findings`.
+
         A **segmentation model** (`kind` "segmenter" in `/api/v1/models`) answers with
         `{"kind": "segmentation", "plausible", "measures", "warnings", "mask_png",
         "overlay_png", "image", ...}`: `mask_png` is the lung mask at the image's own size
@@ -174,10 +190,10 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
             # concurrent decode would only preempt PyTorch's threads, and one job per request
             # keeps its decoded image from waiting in memory behind other requests.
             done = await chosen.run(analyse, chosen, data, file.filename, settings, frame,
-                                    want_heatmap and chosen.kind == "classifier", display)
+                                    want_heatmap and chosen.kind != "segmenter", display)
             del data
             payload, image = done.payload, done.image
-            if chosen.kind == "classifier" and want_lungs:
+            if chosen.kind != "segmenter" and want_lungs:
                 payload.update(await _lungs(served.get(lungs_id) if lungs_id else None, chosen,
                                             image, settings.display_side))
             if done.heat_error is not None:

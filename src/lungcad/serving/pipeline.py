@@ -9,6 +9,7 @@ import numpy as np
 
 from lungcad.serving.heatmap import HeatmapUnavailable
 from lungcad.serving.lungs import segmentation_payload
+from lungcad.serving.marks import detector_payload
 from lungcad.serving.service import ServedModel, decode_upload, predict_payload
 
 
@@ -32,7 +33,8 @@ def analyse(served: ServedModel, data: bytes, filename: str | None, settings, fr
     if served.kind == "segmenter":
         return Analysis(image, segmentation_payload(served, image, settings.display_side,
                                                     for_page))
-    result = Analysis(image, predict_payload(served, image))
+    answer = detector_payload if served.kind == "detector" else predict_payload
+    result = Analysis(image, answer(served, image))  # a detector: prediction and marks, one pass
     if heatmap:
         try:
             result.heat = served.heatmaps.saliency(image.array)
@@ -40,3 +42,22 @@ def analyse(served: ServedModel, data: bytes, filename: str | None, settings, fr
             # The prediction stands; the answer says why it comes without a heatmap.
             result.heat_error = str(error)
     return result
+
+
+def modality_answer(served: dict, data: bytes, filename: str | None, settings) -> dict:
+    """The modality of one upload and the served models (not segmenters) that read it."""
+    from lungcad.domain.modality import canonical, guess_modality
+    from lungcad.errors import LungcadError
+    from lungcad.io import load_image
+    from lungcad.serving.service import ApiError, safe_label
+
+    try:
+        loaded = load_image(data, name=safe_label(filename), max_pixels=settings.max_pixels,
+                            max_decode_bytes=settings.max_decode_bytes)
+        guess = guess_modality(loaded.array, loaded.meta.modality)
+    except LungcadError as error:
+        raise ApiError(422, str(error)) from None
+    return {"modality": guess.modality, "source": guess.source,
+            "confidence": guess.confidence,
+            "models": [mid for mid, s in served.items() if s.kind != "segmenter"
+                       and canonical(s.spec.modality) == guess.modality]}

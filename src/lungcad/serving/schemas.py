@@ -19,6 +19,16 @@ class ImageInfo(BaseModel):
     notes: list[str]
 
 
+class FindingResponse(BaseModel):
+    """One nodule mark of a detector, in the uploaded image's own pixel coordinates."""
+    x: float                  # column, 0 = centre of the first pixel
+    y: float                  # row
+    radius_mm: float
+    radius_px: float          # radius_mm at mm_per_pixel
+    score: float              # in [0, 1]: higher = more likely a nodule
+    malignancy: float | None  # P(malignant | nodule here), where the model has it
+
+
 class PredictResponse(BaseModel):
     # Also one ``prob_<class>`` field per class, hence extra fields allowed.
     model_config = ConfigDict(extra="allow")
@@ -29,6 +39,13 @@ class PredictResponse(BaseModel):
     label: str
     threshold: float | None
     image: ImageInfo
+    # The domain check: in_domain false = unlike the model's training images ("outside what
+    # this model was trained on"); still answered. None where the model has no check.
+    in_domain: bool | None = None
+    domain_score: float | None = None
+    domain_threshold: float | None = None
+    domain_note: str | None = None
+    calibrated: bool = False  # probabilities through the model's stored calibration
     heatmap_png: str | None = None
     heatmap_method: str | None = None
     heatmap_error: str | None = None  # why a heatmap asked for is absent
@@ -39,6 +56,12 @@ class PredictResponse(BaseModel):
     lungs_measures: dict[str, float] | None = None
     lungs_warnings: list[str] | None = None
     lungs_error: str | None = None  # why a lung outline asked for is absent
+    # A detector (kind "detector"): its marks, strongest first, in image pixels (the frame is
+    # image.width x image.height). A classifier's answer has no findings key.
+    findings: list[FindingResponse] | None = None
+    mm_per_pixel: float | None = None  # the spacing the radii were measured with
+    findings_warnings: list[str] | None = None
+    findings_error: str | None = None  # why a detector gives no marks (ONNX Runtime)
 
 
 class SegmentationResponse(BaseModel):
@@ -71,7 +94,15 @@ class ModelInfoResponse(BaseModel):
     input_size: int
     runtime: str
     heatmaps: bool
+    marks: bool = False  # a detector that marks nodules here (findings in its answers)
     card: str
+
+
+class ModalityResponse(BaseModel):
+    modality: str          # "radiograph" or "ct"
+    source: str            # "DICOM Modality tag" or "image classifier"
+    confidence: float
+    models: list[str]      # served models (not segmenters) of that modality: what auto picks
 
 
 class ModelsResponse(BaseModel):

@@ -89,8 +89,16 @@ class ServedModel:
 
     @property
     def kind(self) -> str:
-        """``classifier`` or ``segmenter`` (a lung mask per image)."""
+        """``classifier``, ``segmenter`` (a lung mask per image) or ``detector`` (a classifier
+        that also marks nodules: :mod:`lungcad.serving.marks`)."""
         return getattr(self.model, "kind", "classifier")
+
+    @property
+    def marks(self) -> bool:
+        """Whether this model marks nodules as served (a detector on the torch runtime)."""
+        from lungcad.detection.batch import marks_images
+
+        return marks_images(self.model)
 
     def describe(self) -> dict:
         spec = self.spec
@@ -101,8 +109,9 @@ class ServedModel:
                 "modality": spec.modality, "input_size": spec.preprocessing.size,
                 "runtime": "torch" if getattr(self.model, "network", None) is not None
                 else "onnx",
-                "heatmaps": (self.kind == "classifier"
+                "heatmaps": (self.kind in ("classifier", "detector")
                              and heatmaps_unavailable_reason(self.model) is None),
+                "marks": self.kind == "detector" and self.marks,
                 "card": getattr(self.model, "card", "") or ""}
 
 
@@ -148,11 +157,13 @@ def decode_upload(data: bytes, filename: str | None, served: ServedModel, max_pi
     return loaded
 
 
-def predict_payload(served: ServedModel, loaded) -> dict:
-    """The JSON answer for one image (without heatmap)."""
+def predict_payload(served: ServedModel, loaded, prediction=None) -> dict:
+    """The JSON answer for one image (without heatmap); ``prediction``: the model's already
+    made (a detector's, from the pass that also marked the image)."""
     try:
-        prediction = served.model.predict(loaded.array)
-    except LungcadError as error:
+        if prediction is None:
+            prediction = served.model.predict(loaded.array, loaded.meta.modality)
+    except LungcadError as error:  # unusable, or another modality's image (refused)
         raise ApiError(422, str(error)) from None
     probabilities = {c: float(p) for c, p in prediction.probabilities.items()}
     payload = {
@@ -164,6 +175,12 @@ def predict_payload(served: ServedModel, loaded) -> dict:
         "label": prediction.label,
         "threshold": served.effective_threshold(),
         "image": image_info(loaded),
+        # the domain check (None: the model has none); out of domain: answered, but flagged
+        "in_domain": getattr(prediction, "in_domain", None),
+        "domain_score": getattr(prediction, "domain_score", None),
+        "domain_threshold": (served.spec.domain or {}).get("threshold"),
+        "domain_note": getattr(prediction, "domain_note", "") or None,
+        "calibrated": bool(served.spec.calibration),
     }
     return payload
 

@@ -33,6 +33,7 @@ from lungcad.errors import LungcadError
 from lungcad.training.registry import TrainedFold, register_trainer
 
 ARCHITECTURE = "nodule-heatmap-lite0"
+DETECTOR = "nodule-heatmap-detector-lite0"  # the same network, registered as a detector
 REQUIRED_COLUMNS = ("label", "x_512", "y_512", "size_mm")
 TASK_OUTPUT = {"jsrt-nodule": "nodule", "jsrt-malignant": "malignant"}
 DEFAULTS: dict = {
@@ -58,12 +59,13 @@ def _config(config: Mapping | None) -> dict:
     return merged
 
 
-def cell_targets(rows: pd.DataFrame, grid: int, image_size: int,
-                 stride: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def cell_targets(rows: pd.DataFrame, grid: int, image_size: int, stride: int = 16,
+                 min_radius_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(nodule, malignant) cell maps (N, grid, grid) float32 for the manifest ``rows``.
 
-    A cell is a nodule cell when its centre lies inside the nodule's disc, and the cell holding
-    the nodule's centre always is. ``malignant`` holds the nodule's malignancy on those cells.
+    A cell is a nodule cell when its centre lies inside the nodule's disc (radius ``size_mm / 2``,
+    at least ``min_radius_mm``), and the cell holding the nodule's centre always is.
+    ``malignant`` holds the nodule's malignancy on those cells.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
     if missing:
@@ -78,7 +80,7 @@ def cell_targets(rows: pd.DataFrame, grid: int, image_size: int,
         if str(row["label"]) == "non_nodule" or pd.isna(row["x_512"]):
             continue
         x, y = float(row["x_512"]) * scale, float(row["y_512"]) * scale
-        radius = float(row["size_mm"]) / JSRT_PIXEL_MM_AT_512 / 2 * scale
+        radius = max(float(row["size_mm"]) / 2, min_radius_mm) / JSRT_PIXEL_MM_AT_512 * scale
         disc = (cx - x) ** 2 + (cy - y) ** 2 <= radius ** 2
         disc[min(int(y // stride), grid - 1), min(int(x // stride), grid - 1)] = True
         nodule[k] = disc
@@ -134,7 +136,7 @@ def _features_for(network, manifest, paths: Sequence[str], size: int,
     return {k: np.stack([_MEMO[key(p)][k] for p in paths]) for k in FEATURE_KEYS}
 
 
-def _crop_origin(rng: np.random.Generator, nodule: np.ndarray, grid: int, crop: int) -> tuple[int, int]:
+def crop_origin(rng: np.random.Generator, nodule: np.ndarray, grid: int, crop: int) -> tuple[int, int]:
     """Top-left cell of a crop; on images with a nodule, most crops hold it."""
     if crop >= grid:
         return 0, 0
@@ -215,7 +217,7 @@ def train_heatmap_network(network, feats: dict, nodule: np.ndarray, malignant: n
             flips = rng.random(len(idx)) < 0.5
             parts = []
             for i, flip in zip(idx, flips):
-                r, c = _crop_origin(rng, nod[bool(flip)][i].numpy(), grid, crop)
+                r, c = crop_origin(rng, nod[bool(flip)][i].numpy(), grid, crop)
                 sl = (slice(r, r + crop), slice(c, c + crop))
                 parts.append((f8[bool(flip)][i][:, sl[0], sl[1]], f16[bool(flip)][i][:, sl[0], sl[1]],
                               nod[bool(flip)][i][sl], mal[bool(flip)][i][sl]))
@@ -274,7 +276,16 @@ def _network(cfg: dict):
     if size % 32:
         raise LungcadError(f"{ARCHITECTURE}: image_size must be a multiple of 32, got {size}")
     torch.manual_seed(int(cfg["seed"]))  # the head's initial weights, reproducibly
-    return create_model(ARCHITECTURE, 2, **cfg["model_args"])
+    return create_model(_architecture(cfg), 2, **cfg["model_args"])
+
+
+def _architecture(cfg: dict) -> str:
+    """The config's ``model``: this network as a classifier (default) or as a detector."""
+    name = cfg.get("model") or ARCHITECTURE
+    if name not in (ARCHITECTURE, DETECTOR):
+        raise LungcadError(f"the nodule_heatmap trainer trains {ARCHITECTURE} or {DETECTOR}, "
+                           f"not {name}")
+    return name
 
 
 def _output(task) -> str:
@@ -289,15 +300,20 @@ def _trained_fold(network, cfg: dict, task, manifest, n_train: int, val_scores: 
     from lungcad.models import loading_args, model_info
     from lungcad.preprocess import Preprocessing
 
-    output, size = _output(task), int(cfg["image_size"])
-    info = model_info(ARCHITECTURE)
+    output, size, name = _output(task), int(cfg["image_size"]), _architecture(cfg)
+    info = model_info(name)
     network.output = output
-    spec = ModelSpec(name=cfg.get("name", f"{task.name}-{ARCHITECTURE}"),
-                     architecture=ARCHITECTURE, task=task.name, classes=list(task.classes),
+    detection = None
+    if name == DETECTOR:
+        from lungcad.detection.marks import MarkSettings
+
+        detection = {"marks": MarkSettings.from_mapping(cfg.get("marks")).to_dict()}
+    spec = ModelSpec(name=cfg.get("name", f"{task.name}-{name}"),
+                     architecture=name, task=task.name, classes=list(task.classes),
                      preprocessing=Preprocessing(size, 1, info.mean, info.std),
-                     architecture_args=loading_args(ARCHITECTURE,
-                                                    {**cfg["model_args"], "output": output}),
-                     modality="chest radiograph", metrics={"n_train": n_train})
+                     architecture_args=loading_args(name, {**cfg["model_args"], "output": output}),
+                     modality="chest radiograph", metrics={"n_train": n_train},
+                     detection=detection)
 
     def card(final) -> str:
         return (f"# {final.name}\n\nResearch software, not a medical device. Not for "

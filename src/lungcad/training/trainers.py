@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 
 from lungcad.errors import LungcadError
-from lungcad.training import (lightning_trainer, linear_probe, nodule_heatmap,  # noqa: F401
-                              segmentation)
+from lungcad.training import (ct_finetune, lightning_trainer, linear_probe,  # noqa: F401
+                              nodule_detector, nodule_heatmap, segmentation)
 from lungcad.training.registry import TrainerInfo, registered
 
 DEFAULT_TRAINER = "lightning"

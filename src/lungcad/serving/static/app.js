@@ -117,8 +117,13 @@ function renderMarkdown(markdown, container) {
 
 // --- models ----------------------------------------------------------------------------------
 
+const AUTO_MODEL = { id: "auto", auto: true, name: "Automatic", kind: "auto", heatmaps: true,
+                     card: "" };
+
 function currentModel() {
-  return state.byId.get(document.getElementById("model-select").value) || state.models[0];
+  const value = document.getElementById("model-select").value;
+  if (value === "auto") return AUTO_MODEL;
+  return state.byId.get(value) || state.models[0];
 }
 
 function isSegmenter(model) {
@@ -126,6 +131,14 @@ function isSegmenter(model) {
 }
 
 function showModel(model) {
+  if (model.auto) {
+    document.getElementById("model-summary").textContent =
+      "Each image goes to the model(s) for its modality (chest radiograph or CT slice: " +
+      "the DICOM Modality tag, else the image itself).";
+    renderMarkdown("", document.getElementById("model-card"));
+    document.getElementById("want-heatmap").disabled = false;
+    return;
+  }
   const threshold = model.threshold === null
     ? "most probable class wins"
     : `verdict "${model.classes[model.classes.length - 1]}" at p ≥ ${model.threshold.toFixed(3)}`;
@@ -133,7 +146,8 @@ function showModel(model) {
     ? `${model.name} v${model.version} · ${model.task} · ${model.modality} · ` +
       "outlines the lung fields and measures each lung"
     : `${model.name} v${model.version} · ${model.task} · ${model.modality} · ` +
-      `classes: ${model.classes.join(", ")} · ${threshold}`;
+      `classes: ${model.classes.join(", ")} · ${threshold}` +
+      (model.marks ? " · marks nodules (circles with scores)" : "");
   renderMarkdown(model.card || "", document.getElementById("model-card"));
   const wantHeatmap = document.getElementById("want-heatmap");
   wantHeatmap.disabled = !model.heatmaps;
@@ -163,7 +177,13 @@ async function loadModels() {
     state.byId.set(model.id, model);
     select.append(el("option", { value: model.id, text: `${model.name} (v${model.version})` }));
   }
-  select.value = body.default;
+  const modalities = new Set(body.models.filter((m) => !isSegmenter(m)).map((m) => m.modality));
+  if (modalities.size > 1) {  // the default: each image to the model(s) of its modality
+    select.prepend(el("option", { value: "auto", text: "Automatic: by each image's modality" }));
+    select.value = "auto";
+  } else {
+    select.value = body.default;
+  }
   document.getElementById("model-picker").hidden = body.models.length < 2;
   select.addEventListener("change", () => showModel(currentModel()));
   showModel(currentModel());
@@ -198,10 +218,17 @@ function verdictBlock(result, model) {
     ? `Verdict "${model.classes[model.classes.length - 1]}" when its probability reaches ` +
       `${result.threshold.toFixed(3)} (the line on its bar).`
     : "The most probable class is the verdict.";
-  return el("div", { class: `verdict ${flagged ? "flagged" : "clear"}` },
-    el("span", { class: "verdict-caption", text: "Model output" }),
+  const outside = result.in_domain === false;
+  return el("div", { class: `verdict ${outside ? "outside" : flagged ? "flagged" : "clear"}` },
+    outside ? el("span", { class: "ood-badge", role: "alert",
+      text: "Outside what this model was trained on: do not read this verdict" }) : null,
+    el("span", { class: "verdict-caption", text: outside ? "Model output (out of domain)"
+                                                          : "Model output" }),
     el("strong", { class: "verdict-label", text: result.label }),
-    el("span", { class: "verdict-rule", text: rule }));
+    el("span", { class: "verdict-rule", text: rule }),
+    outside ? el("span", { class: "verdict-rule", text: `Domain score ` +
+      `${result.domain_score.toPrecision(3)} above this model's threshold ` +
+      `${result.domain_threshold.toPrecision(3)}: the image is unlike its training images.` }) : null);
 }
 
 function heatmapControls(stack, result) {
@@ -250,6 +277,7 @@ function viewer(result, fileName) {
     const plausible = segmentation ? result.plausible : result.lungs_plausible;
     controls.push(lungsControl(stack, result.lungs_png, plausible !== false));
   }
+  if (result.findings) controls.push(...marksControls(stack, result)); // marks.js: a detector
   if (controls.length) figure.append(el("figcaption", { class: "viewer-controls" }, ...controls));
   const missing = [];
   if (!segmentation && !result.heatmap_layer_png) {
@@ -311,6 +339,7 @@ function renderResult(card, result, model, fileName) {
       findings.append(warningsList(result.lungs_warnings, "Lung outline warnings"));
     }
   }
+  if (result.findings) findings.append(marksNotes(result));
   if (image.notes.length) {
     findings.append(el("ul", { class: "notes", "aria-label": "Notes on reading the image" },
       ...image.notes.map((note) => el("li", { text: note }))));
@@ -358,6 +387,46 @@ async function analyse(file, card, model, wantHeatmap, wantLungs) {
   return true;
 }
 
+function newCard(title) {
+  return el("article", { class: "result", "aria-busy": "true" },
+    el("header", { class: "result-header" },
+      el("h2", { class: "result-title", text: title }),
+      el("span", { class: "result-meta", text: "waiting…" })),
+    el("div", { class: "result-body" },
+      el("p", { class: "pending" }, el("span", { class: "spinner", "aria-hidden": "true" }),
+         "Analysing…")));
+}
+
+async function analyseAuto(file, card, wantHeatmap, wantLungs) {
+  // Ask the server for the image's modality and its models, then one card per model.
+  const form = new FormData();
+  form.append("file", file, file.name);
+  let body = null;
+  try {
+    const response = await fetch(`${API}/modality`, { method: "POST", body: form });
+    body = await response.json();
+    if (!response.ok) throw new Error(body && body.error ? body.error : `HTTP ${response.status}`);
+  } catch (error) {
+    renderError(card, `Could not tell the image's modality: ${error.message}`);
+    return false;
+  }
+  if (!body.models.length) {
+    renderError(card, `This ${body.modality} image has no served model of its modality.`);
+    return false;
+  }
+  const what = body.modality === "ct" ? "CT slice" : "chest radiograph";
+  let ok = true;
+  for (const [k, id] of body.models.entries()) {
+    const target = k === 0 ? card : newCard(file.name || "image");
+    if (k > 0) card.after(target);
+    target.querySelector(".result-title").textContent =
+      `${file.name || "image"} · ${what} (${body.source}) → ${id}`;
+    ok = (await analyse(file, target, state.byId.get(id), wantHeatmap, wantLungs)) && ok;
+    target.setAttribute("aria-busy", "false");
+  }
+  return ok;
+}
+
 function addFiles(files) {
   const list = Array.from(files);
   if (!list.length || !state.models.length) return;
@@ -378,9 +447,11 @@ function addFiles(files) {
     // One upload at a time: the server predicts one image at a time per model anyway.
     state.queue = state.queue.then(async () => {
       setStatus(`Analysing ${file.name}…`);
-      const ok = await analyse(file, card, model, wantHeatmap, wantLungs);
+      const ok = model.auto ? await analyseAuto(file, card, wantHeatmap, wantLungs)
+                            : await analyse(file, card, model, wantHeatmap, wantLungs);
       card.setAttribute("aria-busy", "false");
-      setStatus(ok ? `${file.name}: ${card.querySelector(".verdict-label").textContent}`
+      const label = card.querySelector(".verdict-label");
+      setStatus(ok && label ? `${file.name}: ${label.textContent}`
                    : `${file.name}: could not be analysed`);
     });
   }

@@ -1,0 +1,129 @@
+"""One radiograph end to end: the detector's cell maps, the lung mask, the marks.
+
+Pixel spacing, for the marks' radii and spacing rules: the DICOM's (or ``spacing_mm`` given),
+else the JSRT field of view (a 2048 px, 0.175 mm film resized to the image's width), which is
+what a shared JSRT PNG is; other images without a spacing get that assumption too, and the
+result says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lungcad.detection.marks import MarkSettings, allowed_cells, marks_from_cells
+from lungcad.errors import LungcadError
+from lungcad.findings import Finding
+
+ASSUMED_SPACING = ("no pixel spacing known: assumed the JSRT field of view "
+                   "(358 mm across the image's width)")
+NO_LUNG_MODEL = ("the lung segmenter jsrt-lungs is not installed: marks may fall anywhere in "
+                 "the image, not only in the lungs")
+
+
+@dataclass
+class Detection:
+    """The marks on one image (iterating gives them, strongest first) and what they came from."""
+
+    findings: list[Finding]
+    nodule_map: np.ndarray            # (G, G) P(nodule) per cell
+    malignant_map: np.ndarray         # (G, G) P(malignant | nodule) per cell
+    lung_mask: np.ndarray | None      # bool (H, W), None without a lung segmenter
+    mm_per_pixel: float
+    warnings: list[str] = field(default_factory=list)
+
+    def __iter__(self):
+        return iter(self.findings)
+
+    def __len__(self) -> int:
+        return len(self.findings)
+
+    malignancy_age_sex: float | None = None  # P(malignant) with age and sex (see clinical)
+    age_sex_note: str = ""                   # which of age/sex were missing, and what was used
+
+    @property
+    def nodule_probability(self) -> float:
+        """P(any nodule): the strongest cell anywhere, as the image-level output gives it."""
+        return float(self.nodule_map.max())
+
+    @property
+    def malignancy(self) -> float:
+        """Image-only malignancy score: the strongest cell of P(nodule) * P(malignant | nodule)."""
+        return float((self.nodule_map * self.malignant_map).max())
+
+
+def add_age_sex(detection: Detection, clinical: dict | None, age=None, sex=None) -> Detection:
+    """Fill ``malignancy_age_sex`` from the model's age/sex model (model.json ``detection.
+    clinical``), where it has one; ``age``/``sex`` as :mod:`lungcad.detection.clinical` reads
+    them (nonsense is refused), missing ones replaced by the training means (said in the note)."""
+    from lungcad.detection.clinical import ClinicalModel, parse_age, parse_sex
+
+    years, male = parse_age(age), parse_sex(sex)
+    if not clinical:
+        return detection
+    model = ClinicalModel.from_dict(clinical)
+    detection.malignancy_age_sex = float(model.predict(
+        [detection.malignancy], [np.nan if years is None else years],
+        [np.nan if male is None else male])[0])
+    detection.age_sex_note = model.missing_note(years, male)
+    return detection
+
+
+def detect_image(model, image: np.ndarray, source: str = "image",
+                 spacing_mm: tuple[float, float] | None = None, modality: str = "unknown",
+                 settings: MarkSettings | None = None, lungs=None) -> Detection:
+    """Marks on ``image`` (2-D, [0, 1]) by the detector ``model`` (a :class:`LungModel`), inside
+    the lung mask of the segmenter ``lungs`` (a LungModel; None: anywhere, with a warning)."""
+    import torch
+
+    from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+
+    network = model.network
+    if not hasattr(network, "cell_logits"):
+        raise LungcadError(f"{model.spec.name} is not a detector: it has no cell maps to mark")
+    if settings is None:
+        settings = MarkSettings.from_mapping((model.spec.detection or {}).get("marks"))
+    image = np.asarray(image, dtype=np.float32)
+    prepared = model.prepare(image, source)
+    with torch.inference_mode():
+        cells = torch.sigmoid(network.cell_logits(torch.from_numpy(prepared[None])).float())
+    nodule, malignant = cells[0, 0].numpy(), cells[0, 1].numpy()
+    warnings: list[str] = []
+    if spacing_mm is not None:
+        mm_per_pixel = float(np.sqrt(float(spacing_mm[0]) * float(spacing_mm[1])))
+    else:
+        mm_per_pixel = jsrt_mm_per_pixel(image.shape[1])
+        warnings.append(ASSUMED_SPACING)
+    lung_mask = None
+    if lungs is None:
+        warnings.append(NO_LUNG_MODEL)
+    else:
+        segmentation = lungs.segment(image, spacing_mm, modality)
+        lung_mask = segmentation.mask
+        warnings += segmentation.warnings
+    allowed = allowed_cells(lung_mask, nodule.shape, mm_per_pixel, settings.lung_margin_mm)
+    findings = marks_from_cells(nodule, malignant, allowed, image.shape, mm_per_pixel, settings)
+    return Detection(findings, nodule, malignant, lung_mask, mm_per_pixel, warnings)
+
+
+def detect_input(model, image, spacing_mm=None, modality: str | None = None,
+                 marks: dict | None = None, age=None, sex=None, lungs=None) -> Detection:
+    """:meth:`LungModel.detect`: ``image`` a path (its DICOM spacing, modality, PatientAge and
+    PatientSex used where not given) or a 2-D array in [0, 1]."""
+    from pathlib import Path
+
+    source, modality = "image", modality or "unknown"
+    if isinstance(image, (str, Path)):
+        from lungcad.io import load_image
+
+        loaded, source = load_image(image), str(image)
+        image, modality = loaded.array, loaded.meta.modality
+        spacing_mm = spacing_mm or loaded.meta.pixel_spacing_mm
+        age = loaded.meta.patient_age if age is None else age
+        sex = loaded.meta.patient_sex if sex is None else sex
+    extra = model.spec.detection or {}
+    settings = MarkSettings.from_mapping({**dict(extra.get("marks") or {}), **dict(marks or {})})
+    detection = detect_image(model, np.asarray(image, dtype=np.float32), source, spacing_mm,
+                             modality, settings, lungs)
+    return add_age_sex(detection, extra.get("clinical"), age, sex)

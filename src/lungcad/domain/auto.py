@@ -1,0 +1,90 @@
+"""``auto``: the bundled model(s) for each input's modality, so a user need not choose.
+
+An input's modality comes from its DICOM ``Modality`` tag where it has one, else from the
+shipped radiograph-vs-CT classifier (:func:`lungcad.domain.modality.guess_modality`). The
+models of a modality are the bundled classifiers and detectors whose model.json names it
+(segmenters such as ``jsrt-lungs`` draw masks, not verdicts: ``lungcad segment``).
+
+- ``lungcad.load_model("auto")`` gives an :class:`AutoModel`: ``predict(image)`` returns an
+  :class:`AutoPrediction` (the modality, and one prediction per model of that modality);
+- ``lungcad predict auto INPUT...`` routes a mixed folder (``lungcad.commands.predict_auto``);
+- the web page's default choice is ``auto`` too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lungcad.domain.modality import NAMES, ModalityGuess, canonical, guess_modality
+from lungcad.errors import LungcadError
+
+AUTO = "auto"
+
+
+def bundled_by_modality() -> dict[str, list[str]]:
+    """``{"radiograph": [...], "ct": [...]}``: bundled models that give verdicts, by modality
+    (read from their model.json only; no model is loaded)."""
+    from lungcad.data.tasks import TASKS
+    from lungcad.model_dir import BUNDLED_DIR, SPEC_FILE, bundled_models
+
+    out: dict[str, list[str]] = {"radiograph": [], "ct": []}
+    for name in bundled_models():
+        spec = json.loads((BUNDLED_DIR / name / SPEC_FILE).read_text())
+        task = TASKS.get(spec.get("task"))
+        if task is not None and task.segmentation:
+            continue
+        modality = canonical(spec.get("modality"))
+        if modality in out:
+            out[modality].append(name)
+    return out
+
+
+def models_for(modality: str) -> list[str]:
+    names = bundled_by_modality().get(modality, [])
+    if not names:
+        raise LungcadError(f"no bundled model reads {NAMES.get(modality, modality)}s")
+    return names
+
+
+@dataclass
+class AutoPrediction:
+    """What ``auto`` says about one image: its modality and each chosen model's prediction."""
+
+    modality: ModalityGuess
+    predictions: dict = field(default_factory=dict)  # model name -> ImagePrediction
+
+    def verdict(self) -> str:
+        head = f"{self.modality.describe()}; models: {', '.join(self.predictions)}"
+        return "\n".join([head] + [f"{name}: {p.verdict()}"
+                                   for name, p in self.predictions.items()])
+
+
+class AutoModel:
+    """``load_model("auto")``: loads the bundled models of each modality on first need."""
+
+    def __init__(self, loader):
+        self._loader = loader  # name -> LungModel (lungcad.inference.load_model, one runtime)
+        self._models: dict[str, object] = {}
+
+    def model(self, name: str):
+        if name not in self._models:
+            self._models[name] = self._loader(name)
+        return self._models[name]
+
+    def predict(self, image, modality: str | None = None) -> AutoPrediction:
+        """One image (a path, or a 2-D array in [0, 1] with its ``modality`` where known)
+        through every bundled model of its modality."""
+        if isinstance(image, (str, Path)):
+            from lungcad.io import load_image
+
+            loaded = load_image(image)
+            image, modality = loaded.array, loaded.meta.modality
+        image = np.asarray(image, dtype=np.float32)
+        guess = guess_modality(image, modality)
+        tag = modality if canonical(modality) != "unknown" else guess.modality
+        return AutoPrediction(guess, {name: self.model(name).predict(image, tag)
+                                      for name in models_for(guess.modality)})

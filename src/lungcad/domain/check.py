@@ -1,0 +1,103 @@
+"""The domain check at prediction time: refuse another modality, score the rest.
+
+:func:`screen` is what every runtime runs on each input before and beside the network (it needs
+no network, so PyTorch and ONNX Runtime give the same answer):
+
+1. modality: an input of the other modality than the model's (a CT slice to a radiograph
+   model, or the reverse) is **refused** with a message, decided by the DICOM ``Modality`` tag
+   where there is one, else by the shipped radiograph-vs-CT classifier when it is sure
+   (:mod:`lungcad.domain.modality`);
+2. domain score: the input's distance to the model's training images
+   (:mod:`lungcad.domain.reference`); above the stored threshold the input is **out of
+   domain**: it is still answered, and the answer says so.
+
+Models without ``domain`` in model.json (older directories, models made by ``lungcad train``)
+get neither check: their ``in_domain`` is None (unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lungcad.domain.descriptors import describe
+from lungcad.domain.modality import guess_modality, refusal
+from lungcad.domain.reference import DOMAIN_FILE, DomainReference
+from lungcad.errors import LungcadError
+
+OUT_OF_DOMAIN_TEXT = "outside what this model was trained on"
+
+
+@dataclass
+class Screen:
+    """One input's check: ``refused`` (a message) or its score and verdict."""
+
+    refused: str | None = None
+    score: float | None = None
+    in_domain: bool | None = None
+    threshold: float | None = None
+    modality: str | None = None   # radiograph / ct, as decided (tag or image)
+
+    def note(self) -> str:
+        """A sentence for verdict lines and pages; empty where the input is in domain."""
+        if self.in_domain is not False:
+            return ""
+        return (f"OUT OF DOMAIN: {OUT_OF_DOMAIN_TEXT} (domain score {self.score:.3g} > "
+                f"threshold {self.threshold:.3g}); do not read this verdict")
+
+
+def load_reference(directory: Path | None, summary: dict | None) -> DomainReference | None:
+    """The directory's domain reference where model.json names one."""
+    if not summary or directory is None:
+        return None
+    path = Path(directory) / summary.get("file", DOMAIN_FILE)
+    if not path.is_file():
+        raise LungcadError(f"{directory}: model.json names a domain reference, but {path.name} "
+                           "is missing; add it again with `lungcad calibrate`")
+    return DomainReference.load(path)
+
+
+def screen(model, images: Sequence[np.ndarray], names: Sequence[str] | None = None,
+           tags: Sequence[str | None] | None = None) -> list[Screen]:
+    """The check of each image (2-D arrays in [0, 1]) for ``model`` (a LungModel)."""
+    reference = model.domain_reference
+    summary = model.spec.domain or {}
+    names = list(names) if names is not None else ["image"] * len(images)
+    tags = list(tags) if tags is not None else [None] * len(images)
+    out = []
+    for image, name, tag in zip(images, names, tags):
+        if reference is None:
+            out.append(Screen())
+            continue
+        guess = guess_modality(image, tag)
+        message = refusal(guess, summary.get("modality", model.spec.modality), model.spec.name,
+                          Path(name).name if name else "image")
+        if message:
+            out.append(Screen(refused=message, modality=guess.modality))
+            continue
+        score = float(reference.score(describe(image, reference.size)[None])[0])
+        out.append(Screen(score=score, in_domain=bool(score <= reference.threshold),
+                          threshold=reference.threshold, modality=guess.modality))
+    return out
+
+
+def screen_loaded(model, loaded: list[tuple[int, np.ndarray]], names: list[str],
+                  modalities: list[str | None], start: int, failures: list[tuple[str, str]],
+                  checks: dict) -> list[tuple[int, np.ndarray]]:
+    """The loaded ``(position, image)`` pairs of one batch that ``model`` takes: another
+    modality's (CT to a radiograph model, or the reverse) become ``failures`` with the refusal;
+    the others' checks go into ``checks`` (by position in the whole input, ``start + i``)."""
+    if not hasattr(model, "screen"):
+        return loaded
+    kept = []
+    for (i, array), name, check in zip(loaded, names,
+                                       model.screen([a for _, a in loaded], names, modalities)):
+        if check.refused:
+            failures.append((name, check.refused))
+        else:
+            checks[start + i] = check
+            kept.append((i, array))
+    return kept

@@ -1,0 +1,69 @@
+"""A detector's answer: the image-level prediction and the nodule marks, from one network pass.
+
+``findings``: one ``{x, y, radius_mm, radius_px, score, malignancy}`` per mark, strongest first,
+in the uploaded image's own pixel coordinates (x = column, y = row, 0 at the centre of the first
+pixel; ``image.width`` / ``image.height`` give the frame), with ``mm_per_pixel`` (the spacing the
+radii were measured with) and ``findings_warnings`` (an assumed spacing, no lung model...).
+A detector served on ONNX Runtime gives the probabilities only: ``findings_error`` says that
+marks need the torch runtime. A classifier's or segmenter's answer has no ``findings`` key.
+"""
+
+from __future__ import annotations
+
+from lungcad.errors import LungcadError
+from lungcad.serving.service import ApiError, ServedModel, predict_payload
+
+MARKS_NEED_TORCH = ("no nodule marks: this detector runs on ONNX Runtime, which gives its "
+                    "image-level probabilities only; marks need the torch runtime (serve it "
+                    "with --runtime torch)")
+
+
+def detector_payload(served: ServedModel, loaded) -> dict:
+    """The JSON answer of a detector for one decoded image (without heatmap)."""
+    model = served.model
+    if not served.marks:  # ONNX Runtime: no PyTorch network, no cell maps
+        payload = predict_payload(served, loaded)
+        payload["findings_error"] = MARKS_NEED_TORCH
+        payload["image"]["notes"].append(MARKS_NEED_TORCH)
+        return payload
+    try:
+        prediction, detection = detect_once(model, loaded)
+    except LungcadError as error:
+        raise ApiError(422, str(error)) from None
+    payload = predict_payload(served, loaded, prediction)
+    payload.update(findings_fields(detection))
+    return payload
+
+
+def detect_once(model, loaded):
+    """(ImagePrediction, Detection) of one image from a single pass of the detector, as
+    ``lungcad predict`` makes them: the modality / domain screen first (an image of the other
+    modality is refused), then the cell maps, the marks, and the image-level probabilities (the
+    strongest cell, through the model's calibration)."""
+    from lungcad.detection.batch import image_probabilities
+    from lungcad.model_dir import ImagePrediction
+
+    array, meta = loaded.array, loaded.meta
+    modality = getattr(meta, "modality", None)
+    check = model.screen([array], ["uploaded image"], [modality])[0]
+    if check.refused:
+        raise LungcadError(check.refused)
+    detection = model.detect(array, getattr(meta, "pixel_spacing_mm", None), modality)
+    probs = image_probabilities(detection, getattr(model.network, "output", "nodule"))
+    probs = model.calibrate(probs[None])[0]
+    spec = model.spec
+    prediction = ImagePrediction({c: float(p) for c, p in zip(spec.classes, probs)},
+                                 model.decide(probs)[0],
+                                 spec.threshold if spec.binary else None,
+                                 check.in_domain, check.score, check.note())
+    return prediction, detection
+
+
+def findings_fields(detection) -> dict:
+    mm = float(detection.mm_per_pixel)
+    return {"findings": [{"x": round(f.x, 2), "y": round(f.y, 2),
+                          "radius_mm": round(f.radius_mm, 2),
+                          "radius_px": round(f.radius_px(mm), 2), "score": round(f.score, 4),
+                          "malignancy": None if f.malignancy is None else round(f.malignancy, 4)}
+                         for f in detection.findings],
+            "mm_per_pixel": mm, "findings_warnings": list(detection.warnings)}

@@ -1,0 +1,70 @@
+"""A small nodule detector model directory for tests (serving, demo, explain): the real
+``nodule-detector-lite0`` architecture (ImageNet Lite0 weights, installed offline), untrained head
+whose nodule bias is raised so that cells fire, at 128 px so that it runs fast on a CPU.
+
+Detection uses the installed lung segmenter where there is one; :func:`no_lung_model` turns that
+off (synthetic test pictures are not chest radiographs: their lung masks would hide every mark).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+DETECTOR_NAME = "test-nodules"
+DETECTOR_SIDE = 128
+
+
+def detector_network(seed: int = 0, nodule_bias: float = 1.0):
+    import torch
+
+    from lungcad.models import create_model
+
+    torch.manual_seed(seed)
+    network = create_model("nodule-detector-lite0", 2)
+    with torch.no_grad():
+        network.head[-1].bias.copy_(torch.tensor([nodule_bias, 0.0]))
+    return network.eval()
+
+
+def save_detector_dir(directory: Path, name: str = DETECTOR_NAME, seed: int = 0) -> Path:
+    from lungcad.model_dir import ModelSpec, save_model_dir
+    from lungcad.models.efficientnet_lite import LITE_MEAN, LITE_STD
+    from lungcad.preprocess import Preprocessing
+
+    spec = ModelSpec(name=name, architecture="nodule-detector-lite0", task="jsrt-nodule",
+                     classes=["no_nodule", "nodule"],
+                     preprocessing=Preprocessing(DETECTOR_SIDE, 1, LITE_MEAN, LITE_STD),
+                     threshold=0.5, threshold_rule="test value", weights_base="pretrained",
+                     modality="chest radiograph", version="2",
+                     metrics={"marks": {"peaks": 5, "min_distance_mm": 40.0}})
+    return save_model_dir(directory, detector_network(seed), spec,
+                          card="# Test detector\n\nUntrained head: marks are meaningless.\n")
+
+
+def chest_png(path: Path, height: int, width: int, seed: int = 0) -> Path:
+    """A chest-like gray PNG (a gradient, two dark 'lungs', a bright blob) written to ``path``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
+    image = 0.3 + 0.4 * y
+    for cx in (0.3, 0.7):
+        image -= 0.25 * np.exp(-(((x - cx) / 0.15) ** 2 + ((y - 0.5) / 0.3) ** 2))
+    image += 0.4 * np.exp(-(((x - 0.6) / 0.05) ** 2 + ((y - 0.4) / 0.05) ** 2))
+    image = np.clip(image + rng.normal(0, 0.02, image.shape), 0, 1)
+    Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(path)
+    return path
+
+
+@contextlib.contextmanager
+def no_lung_model():
+    """Detection without a lung mask (every cell allowed) while the block runs."""
+    import pytest
+
+    import lungcad.model_dir as model_dir
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model_dir, "bundled_lung_model", lambda: None)
+        yield
