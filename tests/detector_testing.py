@@ -27,7 +27,13 @@ def detector_network(seed: int = 0, nodule_bias: float = 1.0):
     return network.eval()
 
 
-def save_detector_dir(directory: Path, name: str = DETECTOR_NAME, seed: int = 0) -> Path:
+# an age/sex model as experiment --final fits one (lungcad.detection.clinical.ClinicalModel)
+CLINICAL = {"intercept": -1.0, "coef_score": 1.0, "coef_age": 0.5, "coef_male": 0.3,
+            "mean_age": 55.0, "share_male": 0.5, "n_fitted": 100}
+
+
+def save_detector_dir(directory: Path, name: str = DETECTOR_NAME, seed: int = 0,
+                      clinical: dict | None = None) -> Path:
     from lungcad.model_dir import ModelSpec, save_model_dir
     from lungcad.models.efficientnet_lite import LITE_MEAN, LITE_STD
     from lungcad.preprocess import Preprocessing
@@ -37,7 +43,8 @@ def save_detector_dir(directory: Path, name: str = DETECTOR_NAME, seed: int = 0)
                      preprocessing=Preprocessing(DETECTOR_SIDE, 1, LITE_MEAN, LITE_STD),
                      threshold=0.5, threshold_rule="test value", weights_base="pretrained",
                      modality="chest radiograph", version="2",
-                     metrics={"marks": {"peaks": 5, "min_distance_mm": 40.0}})
+                     detection={"marks": {"peaks": 5, "min_distance_mm": 40.0},
+                                **({"clinical": clinical} if clinical else {})})
     return save_model_dir(directory, detector_network(seed), spec,
                           card="# Test detector\n\nUntrained head: marks are meaningless.\n")
 

@@ -82,3 +82,15 @@ def test_a_damaged_entry_or_one_class_is_a_clear_error():
         ClinicalModel.from_dict({"intercept": 1.0})
     with pytest.raises(LungcadError, match="malignant and other"):
         ClinicalModel.fit([0.2, 0.3], [50, 60], [1, 0], [0, 0])
+
+
+def test_dicom_patient_age_and_sex_reach_the_image_metadata():
+    from pydicom.data import get_testdata_file
+
+    from lungcad.io import load_image
+
+    ct = load_image(get_testdata_file("CT_small.dcm")).meta
+    assert (ct.patient_age, ct.patient_sex) == ("000Y", "O")
+    assert parse_age(ct.patient_age) == 0.0 and parse_sex(ct.patient_sex) is None
+    radiograph = load_image(get_testdata_file("RG1_UNCI.dcm")).meta
+    assert radiograph.patient_age is None and parse_sex(radiograph.patient_sex) == 0.0

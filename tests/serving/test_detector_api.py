@@ -136,3 +136,29 @@ def test_openapi_describes_findings(detector_client):
     assert parsed.findings and all(isinstance(f, FindingResponse) for f in parsed.findings)
     assert parsed.findings[0].model_dump() == body["findings"][0]
     ModelsResponse.model_validate(detector_client.get("/api/v1/models").json())
+
+
+def test_age_and_sex_fields_give_the_malignancy_with_age_and_sex(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from detector_testing import CLINICAL
+    from lungcad.inference import load_model
+    from lungcad.serving import ServeSettings, create_app
+
+    model = load_model(save_detector_dir(tmp_path / "model", clinical=CLINICAL))
+    image = encode(synthetic_image(128, 128), "PNG")
+    with no_lung_model(), TestClient(create_app([model], ServeSettings()),
+                                     base_url=LOCAL) as client:
+        def post(**fields):
+            return client.post("/api/v1/predict", data=fields,
+                               files={"file": ("chest.png", image, "image/png")})
+
+        young, old, missing = post(age="30", sex="F"), post(age="080Y", sex="F"), post()
+        assert young.status_code == old.status_code == missing.status_code == 200
+        young, old, missing = young.json(), old.json(), missing.json()
+        assert young["malignancy"] == old["malignancy"]  # the image-only score ignores age
+        assert old["malignancy_age_sex"] > young["malignancy_age_sex"]  # coef_age > 0
+        assert young["age_sex_note"] == "" and "age" in missing["age_sex_note"]
+        bad = post(age="old")
+        assert bad.status_code == 422 and "is not an age" in bad.text
+        assert post(sex="X").status_code == 422

@@ -155,7 +155,8 @@ def detection_card_text(froc: dict | None) -> str:
               if entry.get("ci_low") is not None else "")
         return f"{entry.get('value', entry.get('sensitivity')):.3f}{ci}"
 
-    rows = "\n".join(f"| {r['fp_per_image']:g} | {fmt(r)} |" for r in froc["sensitivity_at"])
+    rows = "\n".join(f"| at {r['fp_per_image']:g} per image | {fmt(r)} |"
+                     for r in froc["sensitivity_at"])
     lines = [f"## Nodule marks (FROC, out of fold)\n\nA mark hits a nodule within its radius "
              f"+ {froc['margin_mm']:g} mm; {froc['n_nodules']} nodules on {froc['n_images']} "
              f"images. CPM (mean sensitivity at 1/8 to 8 false positives per image) "

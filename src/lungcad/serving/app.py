@@ -130,6 +130,11 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         frame_query: Annotated[int | None, Query(alias="frame", ge=0, description="The frame "
                                                  "of a multi-frame file, from 0 (as the form "
                                                  "field)")] = None,
+        age: Annotated[str | None, Form(description="A detector's malignancy with age and "
+                                        "sex: the patient's age in years (or DICOM 063Y); "
+                                        "default the DICOM's PatientAge")] = None,
+        sex: Annotated[str | None, Form(description="As age: M or F; default the DICOM's "
+                                        "PatientSex")] = None,
         display: Annotated[bool, Query(description="Also return the image as read "
                                        "(image_png) and the heatmap layer alone "
                                        "(heatmap_layer_png), shrunk for display: the web page "
@@ -149,7 +154,10 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         marks, strongest first, each `{x, y, radius_mm, radius_px, score, malignancy}` in the
         uploaded image's own pixel coordinates (x = column, y = row; the frame is
         `image.width` x `image.height`), with `mm_per_pixel` and `findings_warnings` (an
-        assumed pixel spacing...). Served on ONNX Runtime it gives no marks: `findings_error`
+        assumed pixel spacing...), the image-only `malignancy` and, where the model has an
+        age/sex model, `malignancy_age_sex` (from the `age` and `sex` fields, else the DICOM's
+        PatientAge/PatientSex; `age_sex_note` says which were missing); nonsense ages or
+        sexes are refused (422). Served on ONNX Runtime it gives no marks: `findings_error`
         (and a note) says they need the torch runtime. A classifier's answer has no `findings`.
 
         A **segmentation model** (`kind` "segmenter" in `/api/v1/models`) answers with
@@ -190,7 +198,8 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
             # concurrent decode would only preempt PyTorch's threads, and one job per request
             # keeps its decoded image from waiting in memory behind other requests.
             done = await chosen.run(analyse, chosen, data, file.filename, settings, frame,
-                                    want_heatmap and chosen.kind != "segmenter", display)
+                                    want_heatmap and chosen.kind != "segmenter", display,
+                                    (age, sex))
             del data
             payload, image = done.payload, done.image
             if chosen.kind != "segmenter" and want_lungs:

@@ -18,8 +18,9 @@ MARKS_NEED_TORCH = ("no nodule marks: this detector runs on ONNX Runtime, which 
                     "with --runtime torch)")
 
 
-def detector_payload(served: ServedModel, loaded) -> dict:
-    """The JSON answer of a detector for one decoded image (without heatmap)."""
+def detector_payload(served: ServedModel, loaded, age=None, sex=None) -> dict:
+    """The JSON answer of a detector for one decoded image (without heatmap); ``age``/``sex``
+    as the request gives them (else the DICOM's tags)."""
     model = served.model
     if not served.marks:  # ONNX Runtime: no PyTorch network, no cell maps
         payload = predict_payload(served, loaded)
@@ -27,7 +28,7 @@ def detector_payload(served: ServedModel, loaded) -> dict:
         payload["image"]["notes"].append(MARKS_NEED_TORCH)
         return payload
     try:
-        prediction, detection = detect_once(model, loaded)
+        prediction, detection = detect_once(model, loaded, age, sex)
     except LungcadError as error:
         raise ApiError(422, str(error)) from None
     payload = predict_payload(served, loaded, prediction)
@@ -35,7 +36,7 @@ def detector_payload(served: ServedModel, loaded) -> dict:
     return payload
 
 
-def detect_once(model, loaded):
+def detect_once(model, loaded, age=None, sex=None):
     """(ImagePrediction, Detection) of one image from a single pass of the detector, as
     ``lungcad predict`` makes them: the modality / domain screen first (an image of the other
     modality is refused), then the cell maps, the marks, and the image-level probabilities (the
@@ -48,7 +49,9 @@ def detect_once(model, loaded):
     check = model.screen([array], ["uploaded image"], [modality])[0]
     if check.refused:
         raise LungcadError(check.refused)
-    detection = model.detect(array, getattr(meta, "pixel_spacing_mm", None), modality)
+    detection = model.detect(array, getattr(meta, "pixel_spacing_mm", None), modality,
+                             age=getattr(meta, "patient_age", None) if age is None else age,
+                             sex=getattr(meta, "patient_sex", None) if sex is None else sex)
     probs = image_probabilities(detection, getattr(model.network, "output", "nodule"))
     probs = model.calibrate(probs[None])[0]
     spec = model.spec
@@ -66,4 +69,8 @@ def findings_fields(detection) -> dict:
                           "radius_px": round(f.radius_px(mm), 2), "score": round(f.score, 4),
                           "malignancy": None if f.malignancy is None else round(f.malignancy, 4)}
                          for f in detection.findings],
-            "mm_per_pixel": mm, "findings_warnings": list(detection.warnings)}
+            "mm_per_pixel": mm, "findings_warnings": list(detection.warnings),
+            "malignancy": round(detection.malignancy, 4),
+            "malignancy_age_sex": (None if detection.malignancy_age_sex is None
+                                   else round(detection.malignancy_age_sex, 4)),
+            "age_sex_note": detection.age_sex_note}

@@ -24,7 +24,7 @@ class Analysis:
 
 
 def analyse(served: ServedModel, data: bytes, filename: str | None, settings, frame: int | None,
-            heatmap: bool, for_page: bool) -> Analysis:
+            heatmap: bool, for_page: bool, patient: tuple = (None, None)) -> Analysis:
     """Decode, predict (or segment) and, on request, the saliency map, all in one job on the
     model's threads: a request's decoded image lives only while its own job runs or its
     pictures are drawn, never while it waits behind other requests."""
@@ -33,8 +33,10 @@ def analyse(served: ServedModel, data: bytes, filename: str | None, settings, fr
     if served.kind == "segmenter":
         return Analysis(image, segmentation_payload(served, image, settings.display_side,
                                                     for_page))
-    answer = detector_payload if served.kind == "detector" else predict_payload
-    result = Analysis(image, answer(served, image))  # a detector: prediction and marks, one pass
+    if served.kind == "detector":  # prediction and marks, one pass
+        result = Analysis(image, detector_payload(served, image, *patient))
+    else:
+        result = Analysis(image, predict_payload(served, image))
     if heatmap:
         try:
             result.heat = served.heatmaps.saliency(image.array)

@@ -62,6 +62,9 @@ class PredictResponse(BaseModel):
     mm_per_pixel: float | None = None  # the spacing the radii were measured with
     findings_warnings: list[str] | None = None
     findings_error: str | None = None  # why a detector gives no marks (ONNX Runtime)
+    malignancy: float | None = None  # a detector's image-only malignancy score
+    malignancy_age_sex: float | None = None  # with age and sex, where the model has that model
+    age_sex_note: str | None = None  # which of age / sex were missing, and what was used
 
 
 class SegmentationResponse(BaseModel):
