@@ -198,8 +198,10 @@ def test_bad_send_to_is_refused(text):
 def test_predict_dicom_out_writes_results_and_names_non_dicom_input(tmp_path, ct_path, capsys):
     from PIL import Image
 
-    png = tmp_path / "slice.png"
-    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))).save(png)
+    from lungcad.io import load_image
+
+    png = tmp_path / "slice.png"  # the CT slice as a PNG: a CT model predicts it, but as a PNG
+    Image.fromarray(np.round(load_image(ct_path).array * 255).astype(np.uint8)).save(png)
     out = tmp_path / "out"
     status = main(["predict", "ct-normal-vs-abnormal", str(ct_path), str(png), "--out",
                    str(tmp_path / "p.csv"), "--dicom-out", str(out)])

@@ -86,3 +86,13 @@ def test_model_calibration_is_fitted_on_the_out_of_fold_file_only(tmp_path):
     frame.drop(columns="fold").to_csv(tmp_path / "oof_predictions.csv", index=False)
     with pytest.raises(Exception, match="fold"):
         fit_model_calibration({"classes": classes}, tmp_path)
+
+
+def test_the_card_section_is_replaced_and_other_sections_kept():
+    from lungcad.domain.fit import CARD_HEADING, replace_card_section
+
+    card = f"# m\n\n## A\n\ntext\n\n{CARD_HEADING}\n\nold\n\n## External validation\n\nkeep\n"
+    new = replace_card_section(card, f"{CARD_HEADING}\n\nnew\n")
+    assert "keep" in new and "old" not in new and new.count(CARD_HEADING) == 1
+    assert new.index("new") < new.index("## External validation")
+    assert replace_card_section("# m\n", f"{CARD_HEADING}\n\nx\n").endswith("x\n")

@@ -118,6 +118,7 @@ def test_final_model_predicts_as_its_regression(probed):
     fc = model.network.backbone._fc
     with torch.no_grad():
         direct = torch.sigmoid(fc(torch.from_numpy(feats))).numpy()[:, 0]
+    direct = model.calibrate(np.stack([1 - direct, direct], axis=1))[:, 1]  # as stored (issue 15)
     predicted = [model.predict(manifest.image_path(p)).probabilities["malignant"] for p in paths]
     np.testing.assert_allclose(predicted, direct, atol=1e-5)
 

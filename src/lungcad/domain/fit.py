@@ -160,14 +160,25 @@ def add_domain_and_calibration(model_dir: str | Path, exp_dir: str | Path, *,
     atomic_write(spec_file, json.dumps(spec, indent=2).encode())
     card = model_dir / "MODEL_CARD.md"
     if card.is_file():
-        text = card.read_text().split(CARD_HEADING)[0].rstrip() + "\n\n"
-        atomic_write(card, (text + card_section(spec, exp_dir.name)).encode())
+        atomic_write(card, replace_card_section(card.read_text(),
+                                                card_section(spec, exp_dir.name)).encode())
     log(f"domain: threshold {summary['threshold']:.3g}; {summary['out_of_fold_flagged']:.1%} of "
         "the training images flagged out of fold")
     return spec
 
 
 CARD_HEADING = "## Domain check and calibration"
+
+
+def replace_card_section(card: str, section: str) -> str:
+    """``card`` with its domain-and-calibration section replaced by ``section`` (appended where
+    there is none); every other section, before or after it, is kept as it is."""
+    if CARD_HEADING not in card:
+        return card.rstrip() + "\n\n" + section
+    head, rest = card.split(CARD_HEADING, 1)
+    following = rest.find("\n## ")
+    tail = "" if following < 0 else rest[following + 1:]
+    return head + section.rstrip() + "\n" + ("\n" + tail if tail else "")
 
 
 def card_section(spec: dict, experiment: str) -> str:
@@ -190,6 +201,10 @@ def card_section(spec: dict, experiment: str) -> str:
                   "calibrated by a map fitted on the other folds); Brier "
                   f"{cal['brier_before']:.3f} -> {cal['brier_after_out_of_fold']:.3f}. "
                   "The probabilities this model reports are the calibrated ones.", ""]
+        if cal.get("threshold_uncalibrated") is not None and spec.get("threshold") is not None:
+            lines += [f"Decision threshold on the calibrated scale: **{spec['threshold']:.4f}**, "
+                      f"the same cut as {cal['threshold_uncalibrated']:.4f} on the uncalibrated "
+                      "probability (the calibration is increasing: the same verdicts).", ""]
     else:
         lines += ["No calibration is stored: the probabilities are the network's own.", ""]
     return "\n".join(lines)

@@ -65,16 +65,9 @@ def _output(task) -> str:
 
 
 def _network(cfg: dict):
-    import torch
+    from lungcad.training.nodule_heatmap import seeded_network
 
-    from lungcad.models import create_model
-
-    torch.set_num_threads(int(cfg["torch_threads"]))
-    size = int(cfg["image_size"])
-    if size % 32:
-        raise LungcadError(f"{ARCHITECTURE}: image_size must be a multiple of 32, got {size}")
-    torch.manual_seed(int(cfg["seed"]))  # the head's initial weights, reproducibly
-    return create_model(ARCHITECTURE, 2, **cfg["model_args"])
+    return seeded_network(cfg, ARCHITECTURE)
 
 
 def train_detector_head(network, features: np.ndarray, nodule: np.ndarray,

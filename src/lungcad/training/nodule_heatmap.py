@@ -266,7 +266,8 @@ def _task_labels(task, rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(task.class_index(rows["label"]), dtype=int)
 
 
-def _network(cfg: dict):
+def seeded_network(cfg: dict, architecture: str):
+    """A new binary ``architecture``: threads set, size checked, weights from the seed."""
     import torch
 
     from lungcad.models import create_model
@@ -274,9 +275,13 @@ def _network(cfg: dict):
     torch.set_num_threads(int(cfg["torch_threads"]))
     size = int(cfg["image_size"])
     if size % 32:
-        raise LungcadError(f"{ARCHITECTURE}: image_size must be a multiple of 32, got {size}")
+        raise LungcadError(f"{architecture}: image_size must be a multiple of 32, got {size}")
     torch.manual_seed(int(cfg["seed"]))  # the head's initial weights, reproducibly
-    return create_model(_architecture(cfg), 2, **cfg["model_args"])
+    return create_model(architecture, 2, **cfg["model_args"])
+
+
+def _network(cfg: dict):
+    return seeded_network(cfg, _architecture(cfg))
 
 
 def _architecture(cfg: dict) -> str:
