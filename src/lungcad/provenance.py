@@ -53,3 +53,22 @@ def write_json(path: str | Path, data) -> None:
     """``data`` as indented JSON, written atomically (NaN refused: JSON has none)."""
     atomic_write(Path(path), (json.dumps(data, indent=2, default=str, allow_nan=False)
                               + "\n").encode())
+
+
+def experiment_meta(exp_dir: str | Path, finished: bool = True) -> dict:
+    """The meta.json of a ``lungcad experiment`` folder; ``finished``: every fold of its split
+    must have run (LungcadError otherwise, saying what to do)."""
+    from lungcad.errors import LungcadError
+
+    meta_file = Path(exp_dir) / "meta.json"
+    if not meta_file.is_file():
+        raise LungcadError(f"{exp_dir} holds no experiment (no meta.json): cross-validate first "
+                           "(lungcad experiment CONFIG --out DIR)")
+    meta = json.loads(meta_file.read_text())
+    split = meta.get("split", {})
+    if finished and (meta.get("status") != "finished"
+                     or split.get("folds_run") != split.get("n_folds")):
+        raise LungcadError(f"{exp_dir}: the cross-validation has not run every fold "
+                           f"({split.get('folds_run')} of {split.get('n_folds')}, status "
+                           f"{meta.get('status')}); finish it first")
+    return meta

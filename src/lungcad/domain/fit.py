@@ -40,15 +40,9 @@ DESCRIPTOR_TEXT = ("image descriptors (16 px thumbnail, grey-level histogram and
 def _experiment(exp_dir: Path, finished: bool = True) -> tuple[dict, dict]:
     """meta.json and config of the experiment; ``finished``: its every fold must have run (the
     domain reference alone needs only its config and split)."""
-    meta_file = exp_dir / "meta.json"
-    if not meta_file.is_file():
-        raise LungcadError(f"{exp_dir}: no meta.json; give the folder of the finished "
-                           "`lungcad experiment` that the model was made from")
-    meta = json.loads(meta_file.read_text())
-    split = meta.get("split", {})
-    if finished and (meta.get("status") != "finished"
-                     or split.get("folds_run") != split.get("n_folds")):
-        raise LungcadError(f"{exp_dir}: the cross-validation has not run every fold")
+    from lungcad.provenance import experiment_meta
+
+    meta = experiment_meta(exp_dir, finished)
     return meta, meta["config"]
 
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from lungcad import provenance
 from lungcad.errors import LungcadError
 
 DATASET_NOTES = {
@@ -81,7 +82,7 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
         raise LungcadError(f"--final needs a trainer that does not pick its checkpoint on "
                            f"validation images (linear_probe, nodule_heatmap); {trainer.name} "
                            "does, and a final model has no images left to validate on")
-    meta = _finished_meta(exp_dir)
+    meta = provenance.experiment_meta(exp_dir)
     if _comparable(meta["config"]) != _comparable(config):
         raise LungcadError(f"{exp_dir} was cross-validated with another config; --final trains "
                            "exactly the recipe that was cross-validated")
@@ -142,20 +143,6 @@ def _detection_text(spec) -> str:
     from lungcad.experiment.detection import detection_card_text
 
     return detection_card_text(spec.metrics.get("detection_out_of_fold"))
-
-
-def _finished_meta(exp_dir: Path) -> dict:
-    meta_file = exp_dir / "meta.json"
-    if not meta_file.is_file():
-        raise LungcadError(f"{exp_dir} holds no experiment: cross-validate first "
-                           "(lungcad experiment CONFIG --out DIR), then add --final")
-    meta = json.loads(meta_file.read_text())
-    split = meta.get("split", {})
-    if meta.get("status") != "finished" or split.get("folds_run") != split.get("n_folds"):
-        raise LungcadError(f"{exp_dir}: the cross-validation has not run every fold "
-                           f"({split.get('folds_run')} of {split.get('n_folds')}, status "
-                           f"{meta.get('status')}); finish it before --final")
-    return meta
 
 
 def _comparable(config: dict) -> dict:
