@@ -40,6 +40,7 @@ def detection_run(tmp_path_factory):
     out = root / "run"
     with pytest.MonkeyPatch.context() as patch:  # synthetic pictures have no lungs to find
         patch.setattr(model_dir, "bundled_lung_model", lambda: None)
+        patch.setenv("LUNGCAD_CACHE_DIR", str(root / "cache"))  # frozen features: not in ~
         assert main(["experiment", str(config), "--out", str(out), "--bootstrap", "50"]) == 0
         assert main(["experiment", str(config), "--out", str(out), "--final",
                      "--name", "test-nodules"]) == 0
