@@ -32,15 +32,14 @@ class Detection:
     lung_mask: np.ndarray | None      # bool (H, W), None without a lung segmenter
     mm_per_pixel: float
     warnings: list[str] = field(default_factory=list)
+    malignancy_age_sex: float | None = None  # P(malignant) with age and sex (see clinical)
+    age_sex_note: str = ""                   # which of age/sex were missing, and what was used
 
     def __iter__(self):
         return iter(self.findings)
 
     def __len__(self) -> int:
         return len(self.findings)
-
-    malignancy_age_sex: float | None = None  # P(malignant) with age and sex (see clinical)
-    age_sex_note: str = ""                   # which of age/sex were missing, and what was used
 
     @property
     def nodule_probability(self) -> float:
