@@ -50,17 +50,13 @@ def save_detector_dir(directory: Path, name: str = DETECTOR_NAME, seed: int = 0,
 
 
 def chest_png(path: Path, height: int, width: int, seed: int = 0) -> Path:
-    """A chest-like gray PNG (a gradient, two dark 'lungs', a bright blob) written to ``path``."""
+    """:func:`pictures.synthetic_image` written to ``path`` as an 8-bit gray PNG."""
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
-    image = 0.3 + 0.4 * y
-    for cx in (0.3, 0.7):
-        image -= 0.25 * np.exp(-(((x - cx) / 0.15) ** 2 + ((y - 0.5) / 0.3) ** 2))
-    image += 0.4 * np.exp(-(((x - 0.6) / 0.05) ** 2 + ((y - 0.4) / 0.05) ** 2))
-    image = np.clip(image + rng.normal(0, 0.02, image.shape), 0, 1)
+    from pictures import synthetic_image
+
+    image = synthetic_image(height, width, seed)
     Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(path)
     return path
 

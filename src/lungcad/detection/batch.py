@@ -27,10 +27,7 @@ FINDINGS_FILE = "findings.csv"
 def image_probabilities(detection, output: str) -> np.ndarray:
     """(rest, positive) of one image from its cell maps: the strongest cell of ``output``
     (``nodule``, or ``malignant`` = P(nodule) * P(malignant | nodule))."""
-    if output == "malignant":
-        p = float((detection.nodule_map * detection.malignant_map).max())
-    else:
-        p = float(detection.nodule_map.max())
+    p = detection.malignancy if output == "malignant" else detection.nodule_probability
     return np.array([1.0 - p, p])
 
 

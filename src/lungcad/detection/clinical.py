@@ -66,6 +66,15 @@ def parse_sex(value, source: str = "sex") -> float | None:
     return _SEXES[text]
 
 
+def patient_arrays(ages, sexes, source: str = "labels.csv") -> tuple[np.ndarray, np.ndarray]:
+    """(years, male) float arrays of a table's age and sex columns, read as :func:`parse_age`
+    and :func:`parse_sex` read them: NaN where missing, nonsense refused."""
+    years = [parse_age(a, f"{source}: age") for a in ages]
+    males = [parse_sex(s, f"{source}: sex") for s in sexes]
+    return (np.array([np.nan if a is None else a for a in years], float),
+            np.array([np.nan if m is None else m for m in males], float))
+
+
 def _logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, np.float64), CLIPPED, 1 - CLIPPED)
     return np.log(p / (1 - p))

@@ -40,9 +40,10 @@ def score_test_detections(model, view, fold_dir: Path) -> pd.DataFrame:
     return result.table
 
 
-def summarise_findings(fold_dirs: Sequence[Path], manifest, out_dir: Path, n_bootstrap: int,
-                       seed: int) -> dict:
-    """Pool the folds' marks into oof_findings.csv and score them (FROC) into ``froc/``."""
+def summarise_findings(fold_dirs: Sequence[Path], images: Sequence[str], manifest,
+                       out_dir: Path, n_bootstrap: int, seed: int) -> dict:
+    """Pool the folds' marks into oof_findings.csv and score them (FROC) into ``froc/``, on
+    the out-of-fold ``images`` (every test image, with marks or without)."""
     from lungcad.csvsafe import restore_formulas
     from lungcad.detection.batch import write_findings
     from lungcad.evaluation.froc import froc_analysis, froc_section, truth_from_table
@@ -54,10 +55,7 @@ def summarise_findings(fold_dirs: Sequence[Path], manifest, out_dir: Path, n_boo
               for d in fold_dirs]
     pooled = pd.concat(frames, ignore_index=True)
     write_findings(pooled, out_dir / OOF_FINDINGS)
-    images = []
-    for d in fold_dirs:
-        images += pd.read_csv(d / "test_predictions.csv", dtype={"path": str})["path"].tolist()
-    truth = truth_from_table(manifest.table, images, str(manifest.root / "labels.csv"))
+    truth = truth_from_table(manifest.table, list(images), str(manifest.root / "labels.csv"))
     froc = froc_analysis(pooled, truth, n_bootstrap=n_bootstrap, seed=seed)
     froc["inputs"] = {"findings": str(out_dir / OOF_FINDINGS), "dataset": str(manifest.root),
                       "images_from": "out-of-fold test parts"}
@@ -72,11 +70,10 @@ def _cross_fitted(frame: pd.DataFrame, use_image: bool):
     logistic regression fitted on the other folds' out-of-fold rows only."""
     import numpy as np
 
-    from lungcad.detection.clinical import ClinicalModel
+    from lungcad.detection.clinical import ClinicalModel, patient_arrays
 
     out = np.full(len(frame), np.nan)
-    male = frame["sex"].astype(str).str.lower().str.startswith("m").astype(float).to_numpy()
-    age = pd.to_numeric(frame["age"], errors="coerce").to_numpy(float)
+    age, male = patient_arrays(frame["age"], frame["sex"])
     score = frame["malignancy"].to_numpy(float) if use_image else np.full(len(frame), 0.5)
     y = (frame["dataset_label"] == "malignant").astype(int).to_numpy()
     for k in sorted(frame["fold"].unique()):
@@ -92,19 +89,16 @@ def image_level_summary(oof: pd.DataFrame, n_bootstrap: int, seed: int) -> dict:
     malignant vs rest from the image alone, with age and sex added (cross-fitted by fold), and
     from age and sex alone (a reference). Needs the manifest's label, age and sex columns."""
     import numpy as np
-    from sklearn.metrics import roc_auc_score
 
     from lungcad.evaluation.bootstrap import bootstrap_intervals
+    from lungcad.evaluation.metrics import roc_auc
 
     def aucs(y: np.ndarray, scores: dict) -> dict:
         def statistic(idx: np.ndarray) -> dict:
-            flat = idx.reshape(-1, idx.shape[-1])
-            return {name: np.asarray([roc_auc_score(y[i], s[i]) if len(set(y[i])) == 2
-                                      else np.nan for i in flat]).reshape(idx.shape[:-1])
-                    for name, s in scores.items()}
+            return {name: roc_auc(y[idx], s[idx]) for name, s in scores.items()}
 
         intervals = bootstrap_intervals(len(y), statistic, n_bootstrap, seed)
-        return {name: {"value": float(roc_auc_score(y, s)), **intervals[name].as_dict()}
+        return {name: {"value": float(roc_auc(y, s)), **intervals[name].as_dict()}
                 for name, s in scores.items()}
 
     labels = oof["dataset_label"].astype(str)
@@ -127,16 +121,15 @@ def final_detection(spec, exp_dir: Path):
     import json
     from dataclasses import replace
 
-    from lungcad.detection.clinical import ClinicalModel
+    from lungcad.detection.clinical import ClinicalModel, patient_arrays
     from lungcad.evaluation.predictions import read_predictions
 
     oof = read_predictions(exp_dir / "oof_predictions.csv", require_decisions=False)
     detection = dict(spec.detection or {})
     if {"malignancy", "age", "sex", "dataset_label"} <= set(oof.columns):
-        male = oof["sex"].astype(str).str.lower().str.startswith("m").astype(float)
-        male[oof["sex"].isna()] = float("nan")
+        age, male = patient_arrays(oof["age"], oof["sex"])
         detection["clinical"] = ClinicalModel.fit(
-            oof["malignancy"], pd.to_numeric(oof["age"], errors="coerce"), male,
+            oof["malignancy"], age, male,
             (oof["dataset_label"] == "malignant").astype(int)).to_dict()
     froc = json.loads((exp_dir / "summary.json").read_text()).get("froc")
     metrics = dict(spec.metrics)

@@ -168,8 +168,8 @@ def run_experiment(config: dict, options: ExperimentOptions, out_dir: str | Path
         from lungcad.experiment.detection import summarise_findings
 
         log("FROC of the out-of-fold marks")
-        froc = summarise_findings([o.directory for o in outcomes], manifest, out_dir,
-                                  n_bootstrap, seed)
+        froc = summarise_findings([o.directory for o in outcomes], oof["path"].tolist(),
+                                  manifest, out_dir, n_bootstrap, seed)
         if "dataset_label" in oof.columns:
             from lungcad.experiment.detection import image_level_summary
 

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from lungcad.errors import LungcadError
 from lungcad.models.efficientnet_lite import LITE_MEAN, LITE_STD, build_lite0_backbone
-from lungcad.models.nodule_heatmap import OUTPUTS, malignant_logit
+from lungcad.models.nodule_heatmap import OUTPUTS, output_map
 from lungcad.models.registry import register_model
 
 LEVELS = (4, 7, 10, 15)        # Lite0 blocks whose outputs feed the head
@@ -95,10 +95,7 @@ class NoduleDetectorLite0(nn.Module):
 
     def heatmap(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, H/8, W/8) cell logits of the chosen output."""
-        cells = self.cell_logits(x)
-        if self.output == "nodule":
-            return cells[:, :1]
-        return malignant_logit(cells[:, :1], cells[:, 1:])
+        return output_map(self.cell_logits(x), self.output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.amax(self.heatmap(x), dim=(2, 3)).reshape(-1, 1)

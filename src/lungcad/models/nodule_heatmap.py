@@ -42,6 +42,14 @@ def malignant_logit(nodule_logit: torch.Tensor, malignant_logit_: torch.Tensor) 
     return -torch.logsumexp(torch.stack([-a, -b, -a - b]), dim=0)
 
 
+def output_map(cells: torch.Tensor, output: str) -> torch.Tensor:
+    """(N, 1, h, w) logits of ``output`` from (N, 2, h, w) cell logits (nodule, malignant given
+    nodule): the nodule logit, or logit(P(nodule) * P(malignant | nodule))."""
+    if output == "nodule":
+        return cells[:, :1]
+    return malignant_logit(cells[:, :1], cells[:, 1:])
+
+
 class NoduleHeatmapLite0(nn.Module):
     stride = 16
 
@@ -100,10 +108,7 @@ class NoduleHeatmapLite0(nn.Module):
 
     def heatmap(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, H/16, W/16) cell logits of the chosen output."""
-        cells = self.cell_logits(x)
-        if self.output == "nodule":
-            return cells[:, :1]
-        return malignant_logit(cells[:, :1], cells[:, 1:])
+        return output_map(self.cell_logits(x), self.output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.class_cells is not None:
