@@ -96,3 +96,29 @@ def test_the_card_section_is_replaced_and_other_sections_kept():
     assert "keep" in new and "old" not in new and new.count(CARD_HEADING) == 1
     assert new.index("new") < new.index("## External validation")
     assert replace_card_section("# m\n", f"{CARD_HEADING}\n\nx\n").endswith("x\n")
+
+
+def _calibrated(n, classes, seed):
+    """Probabilities (n, classes) and outcomes drawn from them: calibrated by construction."""
+    probs = np.random.default_rng(seed).dirichlet(np.ones(classes), size=n)
+    return probs, _draw(probs, seed + 1)
+
+
+def _draw(probs, seed):
+    rng = np.random.default_rng(seed)
+    return np.array([rng.choice(probs.shape[1], p=p) for p in probs])
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_ece_floor_is_what_a_calibrated_model_shows_and_shrinks_with_more_images(classes):
+    from lungcad.evaluation.calibration import ece_noise_floor
+
+    probs, _ = _calibrated(200, classes, seed=0)
+    floor = ece_noise_floor(probs, n_simulations=400, seed=1)
+    # Other calibrated draws of the same 200 images land around the floor, mostly below its p95.
+    measured = [calibration_scores(probs, _draw(probs, seed))["ece"] for seed in range(100, 200)]
+    assert np.mean(measured) == pytest.approx(floor["mean"], rel=0.15)
+    assert 0.90 <= np.mean(np.array(measured) <= floor["p95"]) <= 1.0
+    assert floor["mean"] > 0.02  # 200 images: binned ECE is far from zero even when calibrated
+    big, _ = _calibrated(5000, classes, seed=0)
+    assert ece_noise_floor(big, n_simulations=100)["mean"] < floor["mean"] / 3

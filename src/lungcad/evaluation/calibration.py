@@ -46,6 +46,25 @@ def expected_calibration_error(confidence: np.ndarray, outcome: np.ndarray,
                      for b in bins if b["n"]))
 
 
+def ece_noise_floor(probs: np.ndarray, n_simulations: int = 1000, seed: int = 0) -> dict:
+    """The ECE a PERFECTLY calibrated model would show with these probabilities (N, C) on N
+    cases: outcomes drawn from the probabilities themselves, ECE measured as
+    :func:`calibration_scores` does. Binned ECE is biased upwards on small sets, so a measured
+    ECE is only evidence of miscalibration where it lies above this floor. Mean and 95th
+    percentile over ``n_simulations`` draws."""
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(probs, axis=1)
+    values = []
+    for _ in range(n_simulations):
+        u = rng.random((len(probs), 1))
+        drawn = np.minimum((u > cumulative).sum(axis=1), probs.shape[1] - 1)
+        values.append(calibration_scores(probs, drawn)["ece"])
+    return {"mean": float(np.mean(values)), "p95": float(np.quantile(values, 0.95)),
+            "n_simulations": int(n_simulations)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Fitting a calibration map (issue 15): Platt scaling for binary models, temperature scaling for
 # multi-class ones, fitted on pooled OUT-OF-FOLD predictions only (each made by a fold model that
