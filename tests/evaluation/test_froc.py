@@ -13,6 +13,7 @@ from lungcad.cli import main
 from lungcad.errors import LungcadError
 from lungcad.evaluation.froc import (
     FP_RATES,
+    cpm_of,
     froc_analysis,
     froc_curve,
     match,
@@ -71,6 +72,17 @@ def test_sensitivities_and_cpm_by_hand():
     assert froc["n_false_positive_marks"] == 3 and froc["n_nodules_found"] == 2
     assert froc["n_images"] == 3 and froc["n_nodules"] == 2
     assert [r["fp_per_image"] for r in froc["sensitivity_at"]] == list(FP_RATES)
+
+
+def test_cpm_of_weighted_images_by_hand():
+    truth = truth_from_table(HAND_TRUTH)
+    events = match(validate_findings(HAND_MARKS), truth)
+    assert cpm_of(events) == pytest.approx(5.5 / 7)
+    # image A twice, B once, C not at all (3 images, 3 nodules): A's 0.9 hit finds 2/3 at 0 FP;
+    # B's 0.8 FP costs 1/3 FP per image; C's 0.6 weighs nothing; B's 0.4 hit finds the rest at
+    # 1/3 FP per image. So 2/3 at 1/8 and 1/4 FP per image, 1 from 1/2 on.
+    weights = np.array([2.0, 1.0, 0.0])
+    assert cpm_of(events, weights) == pytest.approx((2 * 2 / 3 + 5 * 1) / 7)
 
 
 def test_top_of_a_vertical_step_is_taken():

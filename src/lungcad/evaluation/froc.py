@@ -265,6 +265,14 @@ def _breakdown(truth: Truth, events: Events, thresholds, fps) -> dict:
     }
 
 
+def cpm_of(events: Events, image_weights: np.ndarray | None = None,
+           interpolation: str = "linear") -> float:
+    """The CPM of matched marks (:func:`match`), images weighted by ``image_weights`` (counts of
+    a bootstrap resample; default each image once)."""
+    _, fps, sens = _curve(events, image_weights)
+    return float(sensitivity_at(fps, sens, FP_RATES, interpolation).mean())
+
+
 def froc_analysis(findings: pd.DataFrame, truth: Truth, margin_mm: float = DEFAULT_MARGIN_MM,
                   n_bootstrap: int = 2000, seed: int = 0,
                   interpolation: str = "linear") -> dict:
