@@ -15,10 +15,10 @@ from lungcad.models import create_model
 from lungcad.training.nodule_heatmap import cell_targets, train_tasks
 
 
-def tiny(output: str = "nodule") -> torch.nn.Module:
+def tiny(output: str = "nodule", flip_average: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)
     return create_model("nodule-heatmap-lite0", 2, pretrained=False, output=output,
-                        head_channels=8)
+                        head_channels=8, flip_average=flip_average)
 
 
 @pytest.mark.parametrize("output", ["nodule", "malignant"])
@@ -52,9 +52,10 @@ def test_three_classes_give_three_logits_and_bad_output_is_a_clear_error():
         create_model("nodule-heatmap-lite0", 2, pretrained=False, output="size")
 
 
-def test_exports_to_onnx_and_matches_torch(tmp_path):
+@pytest.mark.parametrize("flip_average", [False, True])
+def test_exports_to_onnx_and_matches_torch(tmp_path, flip_average):
     ort = pytest.importorskip("onnxruntime")
-    net = tiny("malignant").eval()
+    net = tiny("malignant", flip_average).eval()
     x = torch.randn(2, 1, 64, 64)
     path = tmp_path / "m.onnx"
     torch.onnx.export(net, (x,), str(path), input_names=["image"], output_names=["logits"],

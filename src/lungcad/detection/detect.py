@@ -85,11 +85,8 @@ def detect_image(model, image: np.ndarray, source: str = "image",
         settings = MarkSettings.from_mapping((model.spec.detection or {}).get("marks"))
     image = np.asarray(image, dtype=np.float32)
     prepared = model.prepare(image, source)
-    x = torch.from_numpy(prepared[None])
     with torch.inference_mode():
-        cells = torch.sigmoid(network.cell_logits(x).float())
-        if settings.flip_average:  # the mirror image's maps, flipped back onto the same cells
-            cells = (cells + torch.sigmoid(network.cell_logits(x.flip(-1)).float()).flip(-1)) / 2
+        cells = torch.sigmoid(network.cell_logits(torch.from_numpy(prepared[None])).float())
     nodule, malignant = cells[0, 0].numpy(), cells[0, 1].numpy()
     warnings: list[str] = []
     if spacing_mm is not None:

@@ -25,7 +25,6 @@ class MarkSettings:
     lung_margin_mm: float = 20.0     # dilation of the lung mask
     min_score: float = 0.0           # marks below this score are dropped
     radius_range_mm: tuple[float, float] = (3.0, 30.0)
-    flip_average: bool = False       # average the maps of the image and its mirror image (TTA)
 
     @classmethod
     def from_mapping(cls, values: dict | None) -> "MarkSettings":
@@ -36,9 +35,6 @@ class MarkSettings:
             raise LungcadError(f"unknown mark setting(s) {unknown}; known: {sorted(known)}")
         if "radius_range_mm" in values:
             values["radius_range_mm"] = tuple(float(v) for v in values["radius_range_mm"])
-        if not isinstance(values.get("flip_average", False), bool):
-            raise LungcadError(f"mark setting flip_average must be true or false, not "
-                               f"{values['flip_average']!r}")
         settings = cls(**values)
         if settings.peaks < 1 or settings.min_distance_mm < 0 or settings.lung_margin_mm < 0:
             raise LungcadError(f"mark settings out of range: {settings}")

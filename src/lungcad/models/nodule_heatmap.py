@@ -34,12 +34,21 @@ _STRIDE8_END = 5
 _FROZEN_END = 8
 _STRIDE16_END = 11
 OUTPUTS = ("nodule", "malignant")
+_FLIP_EPS = 1e-6  # flip-averaged probabilities are kept this far from 0 and 1 (float32 logits)
 
 
 def malignant_logit(nodule_logit: torch.Tensor, malignant_logit_: torch.Tensor) -> torch.Tensor:
     """logit(sigmoid(a) * sigmoid(b)) = -log(exp(-a) + exp(-b) + exp(-a-b)), computed stably."""
     a, b = nodule_logit, malignant_logit_
     return -torch.logsumexp(torch.stack([-a, -b, -a - b]), dim=0)
+
+
+def mirror_mean(cells: torch.Tensor, mirror_cells: torch.Tensor) -> torch.Tensor:
+    """Cell logits of the mean probability of ``cells`` and ``mirror_cells`` (the cell logits
+    of the mirror image, flipped back here onto the same cells)."""
+    p = (torch.sigmoid(cells) + torch.sigmoid(mirror_cells.flip(-1))) / 2
+    p = p.clamp(_FLIP_EPS, 1 - _FLIP_EPS)
+    return torch.log(p) - torch.log(1 - p)
 
 
 def output_map(cells: torch.Tensor, output: str) -> torch.Tensor:
@@ -55,10 +64,18 @@ class NoduleHeatmapLite0(nn.Module):
 
     def __init__(self, num_outputs: int = 1, in_channels: int = 1, pretrained: bool = True,
                  output: str = "nodule", head_channels: int = 64,
-                 weights_path: str | None = None, weights_sha256: str | None = None):
+                 weights_path: str | None = None, weights_sha256: str | None = None,
+                 flip_average: bool = False):
         super().__init__()
         if num_outputs < 1:
             raise LungcadError(f"nodule-heatmap-lite0: num_outputs must be >= 1, got {num_outputs}")
+        if not isinstance(flip_average, bool) or (flip_average and num_outputs > 1):
+            raise LungcadError("nodule-heatmap-lite0: flip_average is true or false, and only "
+                               f"for the one-output network (got {flip_average!r} with "
+                               f"{num_outputs} outputs)")
+        # Test-time augmentation: every reading of the cell maps (marks, image probability,
+        # heatmaps, exported graphs) averages the image's and its mirror image's probabilities.
+        self.flip_average = flip_average
         if output not in OUTPUTS:
             raise LungcadError(f"nodule-heatmap-lite0: output must be one of {OUTPUTS}, "
                                f"got {output!r}")
@@ -103,8 +120,13 @@ class NoduleHeatmapLite0(nn.Module):
         return self.cells(self.head(torch.cat([f8, f16], dim=1)))
 
     def cell_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 2, H/16, W/16): per-cell nodule logit and malignant-given-nodule logit."""
-        return self.cells_from_features(*self.frozen_features(x))
+        """(N, 2, H/16, W/16): per-cell nodule logit and malignant-given-nodule logit. With
+        ``flip_average``, the logits of the mean of the image's and its mirror image's cell
+        probabilities (the mirror's flipped back onto the same cells)."""
+        if not self.flip_average:
+            return self.cells_from_features(*self.frozen_features(x))
+        both = self.cells_from_features(*self.frozen_features(torch.cat([x, x.flip(-1)])))
+        return mirror_mean(both[:len(x)], both[len(x):])
 
     def heatmap(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, H/16, W/16) cell logits of the chosen output."""

@@ -238,16 +238,27 @@ def train_heatmap_network(network, feats: dict, nodule: np.ndarray, malignant: n
 
 
 def score_features(network, feats: dict, output: str, batch_size: int = 32) -> np.ndarray:
-    """Positive-class probabilities from cached frozen features (same as the network's forward)."""
+    """Positive-class probabilities from cached frozen features (same as the network's forward,
+    flip averaging included where the network has it: the cache holds the mirror image's
+    features too)."""
     import torch
+
+    from lungcad.models.nodule_heatmap import mirror_mean
 
     network.eval()
     network.output = output
     out = []
+
+    def cells_of(suffix: str, start: int):
+        return network.cells_from_features(
+            torch.from_numpy(feats["f8" + suffix][start:start + batch_size]),
+            torch.from_numpy(feats["f16" + suffix][start:start + batch_size]))
+
     with torch.inference_mode():
         for start in range(0, len(feats["f8"]), batch_size):
-            cells = network.cells_from_features(torch.from_numpy(feats["f8"][start:start + batch_size]),
-                                                torch.from_numpy(feats["f16"][start:start + batch_size]))
+            cells = cells_of("", start)
+            if getattr(network, "flip_average", False):
+                cells = mirror_mean(cells, cells_of("_flip", start))
             out.append(torch.sigmoid(_pooled(cells, output)).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
