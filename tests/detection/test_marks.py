@@ -73,6 +73,26 @@ def test_allowed_cells_dilate_the_lung_mask_by_the_margin():
     assert allowed_cells(None, (4, 4), 0.7, 20.0).all()
 
 
+def test_a_large_mask_is_dilated_as_at_full_resolution_give_or_take_the_pooling():
+    """A 2,000 px mask is max-pooled before the dilation: the cells it allows are those the
+    full-resolution dilation allows, plus at most a rim of 2 * sqrt(2) * factor px outside."""
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[:2000, :1900]
+    mask = ((yy - 900) / 700) ** 2 + ((xx - 500) / 300) ** 2 <= 1
+    mask |= ((yy - 1000) / 650) ** 2 + ((xx - 1400) / 280) ** 2 <= 1
+    grid, mm = (32, 32), 0.2
+    got = allowed_cells(mask, grid, mm, 20.0)
+    full = ndimage.distance_transform_edt(~mask) <= 100  # 20 mm at 0.2 mm a pixel
+    rows = ((np.arange(32) + 0.5) * 2000 / 32).astype(int)
+    cols = ((np.arange(32) + 0.5) * 1900 / 32).astype(int)
+    exact = full[np.ix_(rows, cols)]
+    assert (got >= exact).all()  # nothing the full dilation allows is lost
+    near = ndimage.distance_transform_edt(~mask) <= 100 + 4 * 2 * np.sqrt(2)  # factor 4
+    assert (got <= near[np.ix_(rows, cols)]).all()
+    assert 0.3 < exact.mean() < 0.9 and not got.all()
+
+
 def test_settings_are_checked():
     assert MarkSettings.from_mapping({"peaks": 3}).peaks == 3
     assert MarkSettings.from_mapping({"radius_range_mm": [2, 9]}).radius_range_mm == (2.0, 9.0)

@@ -46,21 +46,40 @@ class MarkSettings:
         return out
 
 
+_DILATION_SIDE = 512  # larger masks are max-pooled to about this side before the dilation
+
+
 def allowed_cells(lung_mask: np.ndarray | None, grid: tuple[int, int], mm_per_pixel: float,
                   margin_mm: float) -> np.ndarray:
-    """Cells (bool ``grid``) whose centre lies in the lung mask dilated by ``margin_mm``."""
+    """Cells (bool ``grid``) whose centre lies in the lung mask dilated by ``margin_mm``. A mask
+    larger than ``_DILATION_SIDE`` is max-pooled by a whole factor first (a 2,000 px radiograph's
+    dilation then takes milliseconds, not 0.2 s), which errs outwards only, by less than
+    2 * sqrt(2) * factor pixels; a JSRT mask (512 px) is dilated as it is."""
     if lung_mask is None:
         return np.ones(grid, bool)
     from scipy import ndimage
 
     mask = np.asarray(lung_mask, bool)
+    height, width = mask.shape
+    # cell centres in the mask's own pixels
+    rows = np.minimum(((np.arange(grid[0]) + 0.5) * height / grid[0]).astype(int), height - 1)
+    cols = np.minimum(((np.arange(grid[1]) + 0.5) * width / grid[1]).astype(int), width - 1)
     steps = int(round(margin_mm / mm_per_pixel))
+    factor = -(-max(height, width) // _DILATION_SIDE)
+    if factor > 1:
+        pooled = np.zeros((-(-height // factor) * factor, -(-width // factor) * factor), bool)
+        pooled[:height, :width] = mask
+        mask = pooled.reshape(pooled.shape[0] // factor, factor,
+                              pooled.shape[1] // factor, factor).any(axis=(1, 3))
+        rows, cols = rows // factor, cols // factor
+        # pooling moves a pixel by less than one pooled pixel on each axis: widen by sqrt(2)
+        # pooled pixels so that no cell the full-resolution dilation allows is lost
+        return (ndimage.distance_transform_edt(~mask) <= steps / factor + np.sqrt(2))[
+            np.ix_(rows, cols)]
     if steps > 0:
         # a disc-shaped dilation by distance (one pass, whatever the margin)
         mask = ndimage.distance_transform_edt(~mask) <= steps
-    rows = ((np.arange(grid[0]) + 0.5) * mask.shape[0] / grid[0]).astype(int)
-    cols = ((np.arange(grid[1]) + 0.5) * mask.shape[1] / grid[1]).astype(int)
-    return mask[np.ix_(np.minimum(rows, mask.shape[0] - 1), np.minimum(cols, mask.shape[1] - 1))]
+    return mask[np.ix_(rows, cols)]
 
 
 def _radius_cells(probability: np.ndarray, r: int, c: int) -> float:
