@@ -9,7 +9,7 @@ import torch
 
 from lungcad.errors import LungcadError
 from lungcad.models import create_model
-from lungcad.training.nodule_heatmap import score_features
+from lungcad.models.nodule_heatmap import score_features
 
 
 def _pair(output: str = "nodule"):

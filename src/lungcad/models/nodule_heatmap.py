@@ -18,6 +18,7 @@ max-pooled cell logit per class); ``heatmap`` returns the
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -57,6 +58,28 @@ def output_map(cells: torch.Tensor, output: str) -> torch.Tensor:
     if output == "nodule":
         return cells[:, :1]
     return malignant_logit(cells[:, :1], cells[:, 1:])
+
+
+def score_features(network, feats: dict, output: str, batch_size: int = 32) -> np.ndarray:
+    """Positive-class probabilities from cached frozen features (``feats``: "f8", "f16" and the
+    mirror image's "f8_flip", "f16_flip"), the same as the network's forward, flip averaging
+    included where the network has it. Sets the network's ``output``."""
+    network.eval()
+    network.output = output
+    out = []
+
+    def cells_of(suffix: str, start: int) -> torch.Tensor:
+        return network.cells_from_features(
+            torch.from_numpy(feats["f8" + suffix][start:start + batch_size]),
+            torch.from_numpy(feats["f16" + suffix][start:start + batch_size]))
+
+    with torch.inference_mode():
+        for start in range(0, len(feats["f8"]), batch_size):
+            cells = cells_of("", start)
+            if network.flip_average:
+                cells = mirror_mean(cells, cells_of("_flip", start))
+            out.append(torch.sigmoid(torch.amax(output_map(cells, output), dim=(1, 2, 3))).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 class NoduleHeatmapLite0(nn.Module):

@@ -237,42 +237,6 @@ def train_heatmap_network(network, feats: dict, nodule: np.ndarray, malignant: n
     network.eval()
 
 
-def score_features(network, feats: dict, output: str, batch_size: int = 32) -> np.ndarray:
-    """Positive-class probabilities from cached frozen features (same as the network's forward,
-    flip averaging included where the network has it: the cache holds the mirror image's
-    features too)."""
-    import torch
-
-    from lungcad.models.nodule_heatmap import mirror_mean
-
-    network.eval()
-    network.output = output
-    out = []
-
-    def cells_of(suffix: str, start: int):
-        return network.cells_from_features(
-            torch.from_numpy(feats["f8" + suffix][start:start + batch_size]),
-            torch.from_numpy(feats["f16" + suffix][start:start + batch_size]))
-
-    with torch.inference_mode():
-        for start in range(0, len(feats["f8"]), batch_size):
-            cells = cells_of("", start)
-            if getattr(network, "flip_average", False):
-                cells = mirror_mean(cells, cells_of("_flip", start))
-            out.append(torch.sigmoid(_pooled(cells, output)).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-
-def _pooled(cells, output: str):
-    import torch
-
-    from lungcad.models.nodule_heatmap import malignant_logit
-
-    if output == "nodule":
-        return torch.amax(cells[:, 0], dim=(1, 2))
-    return torch.amax(malignant_logit(cells[:, 0], cells[:, 1]), dim=(1, 2))
-
-
 def _task_labels(task, rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(task.class_index(rows["label"]), dtype=int)
 
@@ -366,6 +330,8 @@ def fit(view, out_dir: str | Path, config: Mapping | None = None, *, resume: boo
     ``feature_cache`` (optional) maps a path to its precomputed :func:`frozen_features`
     entries, to save time across folds.
     """
+    from lungcad.models.nodule_heatmap import score_features
+
     cfg = _config(config)
     network = _train(view.manifest, [view.task], list(view.train), cfg, feature_cache, log)
     val_feats = _features_for(network, view.manifest, list(view.val), int(cfg["image_size"]),
@@ -388,6 +354,7 @@ def train_tasks(manifest, train_paths: Sequence[str], val_paths: Sequence[str],
 
     from lungcad.data.manifest import Manifest
     from lungcad.data.tasks import get_task
+    from lungcad.models.nodule_heatmap import score_features
 
     cfg = _config(config)
     task_objs = [get_task(t) for t in tasks]
