@@ -36,7 +36,7 @@ DISPLAY_SIDE = 384
 DETECTOR = "jsrt-nodules"  # the bundled nodule detector, where installed
 # Bundled models that the detector stands in for in the default demo, where it is bundled
 # (() runs both). jsrt-nodules replaces jsrt-malignant: out of fold its image-only malignancy
-# score has the higher AUC (0.631 vs 0.587, docs/results.md), and it marks where it looks.
+# score has the higher AUC (0.631 vs 0.610, docs/results.md), and it marks where it looks.
 REPLACED_BY_DETECTOR: tuple[str, ...] = ("jsrt-malignant",)
 
 
