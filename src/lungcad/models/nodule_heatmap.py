@@ -14,6 +14,10 @@ The image logit is the maximum over cells (multiple-instance pooling) of
 ``forward`` returns (N, 1) logits as every binary lungcad model does (for C > 2 classes, a
 max-pooled cell logit per class); ``heatmap`` returns the
 (N, 1, H/16, W/16) cell logits behind them. Plain torch ops only, so it exports to ONNX.
+
+``flip_average=True`` (test-time augmentation) makes every reading of the cell maps the mean of
+the image's and its mirror image's cell probabilities; training, which reads cached frozen
+features, is unchanged by it.
 """
 
 from __future__ import annotations
