@@ -65,7 +65,7 @@ class ModelSpec:
         extra = {k: v for k, v in (("calibration", self.calibration), ("domain", self.domain),
                                    ("detection", self.detection))
                  if v is not None}
-        return {**extra, 
+        return {**extra,
             "format": MODEL_FORMAT, "name": self.name, "version": self.version,
             "architecture": self.architecture, "architecture_args": self.architecture_args,
             "task": self.task, "classes": list(self.classes), "threshold": self.threshold,
@@ -254,10 +254,18 @@ class LungModel:
             array, source, modality = loaded.array, str(image), loaded.meta.modality
         else:
             array, source = np.asarray(image, dtype=np.float32), "image"
+        check = self.screen_one(array, source, modality)
+        return self.prediction(self.predict_proba([array], sources=[source])[0], check)
+
+    def screen_one(self, array: np.ndarray, source: str = "image", modality: str | None = None):
+        """:meth:`screen` of one image; a LungcadError where it is of the other modality."""
         check = self.screen([array], [source], [modality])[0]
         if check.refused:
             raise LungcadError(check.refused)
-        probs = self.predict_proba([array], sources=[source])[0]
+        return check
+
+    def prediction(self, probs: np.ndarray, check) -> ImagePrediction:
+        """One image's verdict from its (calibrated) probabilities and its :meth:`screen_one`."""
         return ImagePrediction({c: float(p) for c, p in zip(self.classes, probs)},
                                self.decide(probs)[0],
                                self.spec.threshold if self.spec.binary else None,
