@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.training.nodule_heatmap import TASK_OUTPUT, cell_targets
+from lungcad.training.nodule_heatmap import TASK_OUTPUT, cell_targets, heatmap_loss
 from lungcad.training.registry import TrainedFold, register_trainer
 
 ARCHITECTURE = "nodule-detector-lite0"
@@ -75,7 +75,6 @@ def train_detector_head(network, features: np.ndarray, nodule: np.ndarray,
     """Train the head of ``network`` on cached frozen features (N, 2, C, G, G) float16 (image
     and mirror image, both on the image's cells) and cell targets (N, G, G)."""
     import torch
-    from torch.nn import functional as F
 
     cfg = _config(config)
     rng = np.random.default_rng(int(cfg["seed"]))
@@ -94,7 +93,6 @@ def train_detector_head(network, features: np.ndarray, nodule: np.ndarray,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"],
                                                 total_steps=epochs * max(1, -(-n // bs)),
                                                 pct_start=0.1)
-    pos_weight = torch.tensor(float(cfg["pos_weight"]))
     network.head.train()
     t0 = time.time()
     for epoch in range(epochs):
@@ -108,13 +106,8 @@ def train_detector_head(network, features: np.ndarray, nodule: np.ndarray,
             cells = network.cells_from_features(x)
             yn = torch.stack([nod[i, r:r + crop, c:c + crop] for i, (r, c) in zip(idx, crops)])
             ym = torch.stack([mal[i, r:r + crop, c:c + crop] for i, (r, c) in zip(idx, crops)])
-            loss = F.binary_cross_entropy_with_logits(cells[:, 0], yn, pos_weight=pos_weight)
-            inside = yn > 0
-            if inside.any():
-                loss = loss + F.binary_cross_entropy_with_logits(cells[:, 1][inside], ym[inside])
-            if cfg["image_loss_weight"] > 0:
-                loss = loss + cfg["image_loss_weight"] * F.binary_cross_entropy_with_logits(
-                    torch.amax(cells[:, 0], dim=(1, 2)), torch.amax(yn, dim=(1, 2)))
+            loss = heatmap_loss(cells, yn, ym, cfg["pos_weight"], cfg["image_loss_weight"],
+                                image_malignant=False)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -149,8 +149,10 @@ def crop_origin(rng: np.random.Generator, nodule: np.ndarray, grid: int, crop: i
     return int(rng.integers(0, grid - crop + 1)), int(rng.integers(0, grid - crop + 1))
 
 
-def heatmap_loss(cells, nodule, malignant, pos_weight: float, image_weight: float):
-    """Cell-level BCE (nodule everywhere, malignancy inside nodules) + image-level BCE on maxima."""
+def heatmap_loss(cells, nodule, malignant, pos_weight: float, image_weight: float,
+                 image_malignant: bool = True):
+    """Cell-level BCE (nodule everywhere, malignancy inside nodules) + image-level BCE on maxima
+    (of the nodule map, and with ``image_malignant`` of the malignancy map too)."""
     import torch
     from torch.nn import functional as F
 
@@ -163,12 +165,13 @@ def heatmap_loss(cells, nodule, malignant, pos_weight: float, image_weight: floa
     if inside.any():
         loss = loss + F.binary_cross_entropy_with_logits(mal_logit[inside], malignant[inside])
     if image_weight > 0:
-        combined = malignant_logit(nod_logit, mal_logit)
-        image_nod = torch.amax(nod_logit, dim=(1, 2))
-        image_mal = torch.amax(combined, dim=(1, 2))
-        loss = loss + image_weight * (
-            F.binary_cross_entropy_with_logits(image_nod, torch.amax(nodule, dim=(1, 2)))
-            + F.binary_cross_entropy_with_logits(image_mal, torch.amax(malignant, dim=(1, 2))))
+        image = F.binary_cross_entropy_with_logits(torch.amax(nod_logit, dim=(1, 2)),
+                                                   torch.amax(nodule, dim=(1, 2)))
+        if image_malignant:
+            image = image + F.binary_cross_entropy_with_logits(
+                torch.amax(malignant_logit(nod_logit, mal_logit), dim=(1, 2)),
+                torch.amax(malignant, dim=(1, 2)))
+        loss = loss + image_weight * image
     return loss
 
 
