@@ -28,8 +28,8 @@ from lungcad.domain.descriptors import describe
 from lungcad.domain.modality import canonical
 from lungcad.domain.reference import DEFAULT_QUANTILE, DOMAIN_FILE, fit_with_threshold
 from lungcad.errors import LungcadError
+from lungcad.model_dir import SPEC_FILE
 
-SPEC_FILE = "model.json"
 DESCRIPTOR_TEXT = ("image descriptors (16 px thumbnail, grey-level histogram and quantiles, "
                    "noise and sharpness) on the model's input grid; the score is the larger "
                    "of two Mahalanobis distances to the training images (probabilistic PCA "
