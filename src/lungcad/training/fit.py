@@ -13,6 +13,7 @@ unrounded validation probabilities, and the run folder gets::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import replace
 from pathlib import Path
@@ -49,10 +50,32 @@ def train(config: dict, out_dir: str | Path, *, fold: int | None = None, resume:
     if not resume:
         for name in (VAL_PREDICTIONS, THRESHOLD_FILE):
             (out_dir / name).unlink(missing_ok=True)
-    trained = trainer.fit(view, out_dir, config, resume=resume, log=log)
-    if trained is None:  # a DDP worker: rank 0 finishes the run
-        return out_dir / MODEL_DIR
-    return finish(trained, view, out_dir, str(config.get("threshold") or "youden"))
+    with torch_state_kept():
+        trained = trainer.fit(view, out_dir, config, resume=resume, log=log)
+        if trained is None:  # a DDP worker: rank 0 finishes the run
+            return out_dir / MODEL_DIR
+        return finish(trained, view, out_dir, str(config.get("threshold") or "youden"))
+
+
+@contextlib.contextmanager
+def torch_state_kept():
+    """Give back the process-wide state as it was: trainers set torch's thread count and seed
+    the global random generators (torch, NumPy, ``random``: Lightning's ``seed_everything``)
+    for their own run, and what runs after them in the same process (the next fold, a caller's
+    own code, the next test) must not inherit them."""
+    import random
+
+    import torch
+
+    threads = torch.get_num_threads()
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
 
 
 def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
