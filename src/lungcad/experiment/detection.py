@@ -46,7 +46,8 @@ def summarise_findings(fold_dirs: Sequence[Path], images: Sequence[str], manifes
     the out-of-fold ``images`` (every test image, with marks or without)."""
     from lungcad.csvsafe import restore_formulas
     from lungcad.detection.batch import write_findings
-    from lungcad.evaluation.froc import froc_analysis, froc_section, truth_from_table
+    from lungcad.evaluation.froc import froc_analysis, froc_section
+    from lungcad.evaluation.lesion_truth import truth_from_lesions
     from lungcad.evaluation.render import write_report
     from lungcad.evaluation.report import sections_report
     from lungcad.provenance import write_json
@@ -55,7 +56,7 @@ def summarise_findings(fold_dirs: Sequence[Path], images: Sequence[str], manifes
               for d in fold_dirs]
     pooled = pd.concat(frames, ignore_index=True)
     write_findings(pooled, out_dir / OOF_FINDINGS)
-    truth = truth_from_table(manifest.table, list(images), str(manifest.root / "labels.csv"))
+    truth = truth_from_lesions(manifest, list(images))
     froc = froc_analysis(pooled, truth, n_bootstrap=n_bootstrap, seed=seed)
     froc["inputs"] = {"findings": str(out_dir / OOF_FINDINGS), "dataset": str(manifest.root),
                       "images_from": "out-of-fold test parts"}
