@@ -4,7 +4,8 @@ In order: the ``spacing_mm`` column of ``labels.csv`` (millimetres a pixel, squa
 importers write it where the source image's header has one); else the image's own header (DICOM
 PixelSpacing, MetaImage ElementSpacing, NIfTI pixdim); else the stated assumption that lungcad's
 detector also makes: the JSRT field of view, 358.4 mm across the image's width. Sizes come from
-``labels.csv``'s ``width``/``height`` columns, else from the image.
+``labels.csv``'s ``width``/``height`` columns, else from the image. A ``spacing_from`` column
+(the importers write it: "image header", "--spacing-mm") is carried into the stated source.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def image_geometry(manifest, paths) -> dict[str, Geometry]:
     table = manifest.table
     spacing = _numbers(table, SPACING_COLUMN)
     heights, widths = _numbers(table, "height"), _numbers(table, "width")
+    origin = ({str(p): str(v) for p, v in zip(table["path"], table["spacing_from"])
+               if isinstance(v, str) and v.strip()} if "spacing_from" in table.columns else {})
     out: dict[str, Geometry] = {}
     for path in map(str, paths):
         size = (heights.get(path), widths.get(path))
@@ -62,7 +65,8 @@ def image_geometry(manifest, paths) -> dict[str, Geometry]:
             header = loaded.meta.pixel_spacing_mm
         height, width = int(size[0]), int(size[1])
         if path in spacing:
-            out[path] = Geometry(height, width, spacing[path], spacing[path], FROM_COLUMN)
+            source = f"{FROM_COLUMN} ({origin[path]})" if path in origin else FROM_COLUMN
+            out[path] = Geometry(height, width, spacing[path], spacing[path], source)
         elif header is not None:
             out[path] = Geometry(height, width, float(header[0]), float(header[1]), FROM_HEADER)
         else:
