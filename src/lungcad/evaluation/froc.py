@@ -67,7 +67,13 @@ def marks_in_mm(findings: pd.DataFrame, truth: Truth) -> tuple[np.ndarray, np.nd
     by JSRT geometry at the marks' ``frame_size`` where the truth has no spacings."""
     x, y = findings["x"].to_numpy(float), findings["y"].to_numpy(float)
     if truth.mm_per_pixel is None:
-        scale = np.array([jsrt_mm_per_pixel(s) for s in findings["frame_size"]], dtype=float)
+        sizes = findings["frame_size"].to_numpy(float)
+        if np.isnan(sizes).any():
+            row = int(np.flatnonzero(np.isnan(sizes))[0]) + 1
+            raise LungcadError(f"findings data row {row}: no frame_size (a mark on a non-square "
+                               "image), and the dataset's nodules are in a JSRT frame; give the "
+                               "dataset a lesions.csv in the images' own pixels")
+        scale = np.array([jsrt_mm_per_pixel(s) for s in sizes], dtype=float)
         return x * scale, y * scale
     spacing = np.array([truth.mm_per_pixel[p] for p in findings["path"]], dtype=float)
     spacing = spacing.reshape(len(findings), 2)

@@ -73,14 +73,16 @@ def validate_findings(frame: pd.DataFrame, source: str = "findings") -> pd.DataF
         out["frame_size"] = JSRT_COORD_FRAME
     for column in ("x", "y", "radius_mm", "score", "frame_size"):
         values = pd.to_numeric(out[column], errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
+        # a blank frame_size: a mark on a non-square image (needed only for JSRT-frame truths)
+        bad = ~np.isfinite(values) & ~(np.isnan(values) & (column == "frame_size"))
         if bad.any():
             rows = (np.flatnonzero(bad) + 1).tolist()[:5]
             raise LungcadError(f"{source}: {column} is missing or not a finite number on data "
                                f"row(s) {rows}")
         out[column] = values
     for column, strict in (("radius_mm", False), ("frame_size", True)):
-        bad = out[column].to_numpy() <= 0 if strict else out[column].to_numpy() < 0
+        with np.errstate(invalid="ignore"):
+            bad = out[column].to_numpy() <= 0 if strict else out[column].to_numpy() < 0
         if bad.any():
             rows = (np.flatnonzero(bad) + 1).tolist()[:5]
             what = "positive" if strict else "zero or more"

@@ -17,6 +17,7 @@ import pandas as pd
 from lungcad.errors import LungcadError
 
 TEST_FINDINGS = "test_findings.csv"
+NO_LESION_LABELS = ("non_nodule", "no_lesion", "normal")  # image labels without a lesion
 OOF_FINDINGS = "oof_findings.csv"
 FROC_DIR = "froc"
 
@@ -98,15 +99,19 @@ def image_level_summary(oof: pd.DataFrame, n_bootstrap: int, seed: int) -> dict:
         def statistic(idx: np.ndarray) -> dict:
             return {name: roc_auc(y[idx], s[idx]) for name, s in scores.items()}
 
+        if y.min() == y.max():  # one class only: no AUC
+            return {name: {"value": None, "ci_low": None, "ci_high": None} for name in scores}
         intervals = bootstrap_intervals(len(y), statistic, n_bootstrap, seed)
         return {name: {"value": float(roc_auc(y, s)), **intervals[name].as_dict()}
                 for name, s in scores.items()}
 
     labels = oof["dataset_label"].astype(str)
     positive = [c for c in oof.columns if str(c).startswith("prob_")][-1]
-    out = {"nodule_vs_none": aucs((labels != "non_nodule").astype(int).to_numpy(), {
+    out = {"nodule_vs_none": aucs((~labels.isin(NO_LESION_LABELS)).astype(int).to_numpy(), {
         "image score (strongest cell)": oof[positive].to_numpy(float),
         "strongest mark inside the lungs": oof["top_mark_score"].to_numpy(float)})}
+    if not (labels == "malignant").any():  # a lesion table without malignancy labels
+        return out
     scores = {"image only": oof["malignancy"].to_numpy(float)}
     if {"age", "sex", "fold"} <= set(oof.columns):
         scores["image + age + sex (cross-fitted by fold)"] = _cross_fitted(oof, True)
@@ -147,7 +152,8 @@ def detection_card_text(froc: dict | None) -> str:
     def fmt(entry: dict) -> str:
         ci = (f" [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
               if entry.get("ci_low") is not None else "")
-        return f"{entry.get('value', entry.get('sensitivity')):.3f}{ci}"
+        value = entry.get("value", entry.get("sensitivity"))
+        return "n/a" if value is None else f"{value:.3f}{ci}"
 
     rows = "\n".join(f"| at {r['fp_per_image']:g} per image | {fmt(r)} |"
                      for r in froc["sensitivity_at"])
