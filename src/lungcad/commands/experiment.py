@@ -51,6 +51,11 @@ def register(subparsers) -> None:
     parser.add_argument("--final", action="store_true",
                         help="after the cross-validation: train the final model on all images "
                              "into DIR/final/model (threshold from the out-of-fold predictions)")
+    parser.add_argument("--external", action="append", default=[], type=Path,
+                        metavar="DATASET",
+                        help="after the folds (and --final): score every fold model and the "
+                             "final model on this dataset's lesions, a set never trained on "
+                             "(repeatable); table in DIR/external-<name>.md beside summary.md")
     parser.add_argument("--name", metavar="NAME",
                         help="the final model's name (default: DIR's folder name)")
     parser.set_defaults(func=run)
@@ -64,6 +69,8 @@ def command_line(args: argparse.Namespace) -> str:
             words += [f"--{flag}", str(getattr(args, flag))]
     for override in args.overrides:
         words += ["--set", override]
+    for dataset in getattr(args, "external", []):
+        words += ["--external", str(dataset)]
     words += ["--bootstrap", str(args.bootstrap), "--seed", str(args.seed)]
     return shlex.join(words)
 
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         model_dir = final_fit(config, options, args.out, name=args.name,
                               command=final_command_line(args))
         print(f"final model: {model_dir} (card: {model_dir / 'MODEL_CARD.md'})")
+        _external(args, config)
         return 0
     if args.name:
         raise LungcadError("--name names the final model: use it with --final")
@@ -117,4 +125,21 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"summary: {Path(args.out) / 'summary.md'}; report: "
           f"{Path(args.out) / 'report' / 'report.html'}")
+    _external(args, config)
     return 0
+
+
+def _external(args: argparse.Namespace, config: dict) -> None:
+    """--external: every model of the experiment on each never-trained-on dataset."""
+    if not args.external:
+        return
+    from lungcad.experiment.external import score_external
+
+    for dataset in args.external:
+        result = score_external(args.out, dataset, config["dataset"], args.bootstrap, args.seed)
+        print(f"external {result['name']}: {result['n_images']} images, {result['n_lesions']} "
+              "lesions; " + "; ".join(
+                  f"{r['model']} sens@0.25 {r['sensitivity@0.25']:.3f}, image AUC "
+                  + ("n/a" if r["image_auc"] is None else f"{r['image_auc']:.3f}")
+                  for r in result["models"]))
+        print(f"external table: {Path(args.out) / ('external-' + result['name'] + '.md')}")

@@ -1,8 +1,10 @@
-"""Trainer for ``nodule-detector-lite0``: cell targets from the JSRT nodule positions and sizes.
+"""Trainer for ``nodule-detector-lite0``: cell targets from the dataset's lesions.
 
-A registered trainer (:mod:`lungcad.training.registry`) for ``jsrt-nodule`` and
-``jsrt-malignant``. Training reads, besides the image, the manifest's nodule centre (``x_512``,
-``y_512``), diameter (``size_mm``) and label; prediction needs only the image.
+A registered trainer (:mod:`lungcad.training.registry`) for ``jsrt-nodule``, ``jsrt-malignant``
+and ``lesion``. Training reads, besides the image, the dataset's lesions: its ``lesions.csv``
+(any number an image, boxes or centres with diameters, each image at its own spacing;
+:mod:`lungcad.training.lesion_targets`) or JSRT's nodule centre (``x_512``, ``y_512``) and
+diameter (``size_mm``); prediction needs only the image.
 
 Why it is built this way (2 shared CPU cores, about 180 training images a fold):
 
@@ -29,7 +31,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.training.nodule_heatmap import TASK_OUTPUT, cell_targets, heatmap_loss
+from lungcad.training.lesion_targets import lesion_cell_targets
+from lungcad.training.nodule_heatmap import TASK_OUTPUT, heatmap_loss
 from lungcad.training.registry import TrainedFold, register_trainer
 
 ARCHITECTURE = "nodule-detector-lite0"
@@ -191,8 +194,9 @@ def train_on(manifest, tasks: Sequence, train_paths: Sequence[str], cfg: dict, l
     size = int(cfg["image_size"])
     feats = detector_features(network, manifest, list(train_paths), size, log=log)
     grid = feats.shape[-1]
-    nodule, malignant = cell_targets(rows, grid, size, stride=size // grid,
-                                     min_radius_mm=float(cfg["min_radius_mm"]))
+    nodule, malignant = lesion_cell_targets(manifest, list(train_paths), grid, size,
+                                            stride=size // grid,
+                                            min_radius_mm=float(cfg["min_radius_mm"]), log=log)
     train_detector_head(network, feats, nodule, malignant, cfg, log=log)
     return network
 

@@ -35,7 +35,7 @@ from lungcad.training.registry import TrainedFold, register_trainer
 ARCHITECTURE = "nodule-heatmap-lite0"
 DETECTOR = "nodule-heatmap-detector-lite0"  # the same network, registered as a detector
 REQUIRED_COLUMNS = ("label", "x_512", "y_512", "size_mm")
-TASK_OUTPUT = {"jsrt-nodule": "nodule", "jsrt-malignant": "malignant"}
+TASK_OUTPUT = {"jsrt-nodule": "nodule", "jsrt-malignant": "malignant", "lesion": "nodule"}
 DEFAULTS: dict = {
     "image_size": 512,
     "model_args": {"pretrained": True, "head_channels": 64},
