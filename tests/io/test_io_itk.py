@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk  # a dependency of lungcad: NODE21 ships .mha
 
 from lungcad.errors import LungcadError
 from lungcad.io import load_image, sniff_format
-
-sitk = pytest.importorskip("SimpleITK", reason="SimpleITK is not installed (pip install SimpleITK)")
 
 
 def _write(path, array, spacing=(0.2, 0.3)):
