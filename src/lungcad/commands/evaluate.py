@@ -36,6 +36,10 @@ of its centre. Every image of the dataset counts, or only those of PREDICTIONS.c
 given. Writes froc.json and a FROC section (sensitivity at 1/8 to 8 false positives per image,
 CPM, bootstrap intervals, figure) into the report. PREDICTIONS.csv may be left out: FROC alone.
 
+Training images: where PREDICTIONS.csv has lungcad predict's in_training_data column (the model
+directory records its training images) and some rows are True, the report and this command
+say NOT A VALIDATION, with how many images the model was trained on: such scores are in-sample.
+
 Clustered rows: --group-column COLUMN adds intervals that resample whole groups (a cluster
 bootstrap: slices of one patient, or near-duplicate slices where there are no patient ids)
 beside the row-resampled ones, in report.json (group_bootstrap) and a report section. The
@@ -197,6 +201,9 @@ def _run_predictions(args: argparse.Namespace) -> int:
             report, test, args.group_column, args.bootstrap, args.seed)
         add_section(report, section)
     _add_selective(report, test, args)
+    from lungcad.evaluation.in_sample import mark_in_sample
+
+    mark_in_sample(report, test)  # training images among them: not a validation, and it says so
     write_report(report, args.out)
 
     for warning in report["warnings"]:

@@ -103,10 +103,16 @@ def run_auto(args, report_failure) -> int:
 
 
 def domain_note(model, row) -> str:
+    """The verdict line's note for a predictions row: out of domain, in the training data."""
+    import pandas as pd
+
     from lungcad.domain.check import Screen
 
     in_domain = getattr(row, "in_domain", None)
-    if in_domain is None or bool(in_domain) or getattr(model, "domain_reference", None) is None:
-        return ""
-    return Screen(score=float(row.domain_score), in_domain=False,
-                  threshold=model.domain_reference.threshold).note()
+    in_training = getattr(row, "in_training_data", None)
+    in_training = None if in_training is None or pd.isna(in_training) else bool(in_training)
+    reference = getattr(model, "domain_reference", None)
+    if in_domain is None or pd.isna(in_domain) or bool(in_domain) or reference is None:
+        return Screen(in_training=in_training).note()
+    return Screen(score=float(row.domain_score), in_domain=False, threshold=reference.threshold,
+                  in_training=in_training).note()
