@@ -20,10 +20,10 @@ function svgNode(tag, attrs = {}, text = null) {
 const LABEL_CORNERS = [[1, -1], [1, 1], [-1, -1], [-1, 1]];
 
 function labelBox(cx, cy, r, size, [dx, dy]) {
-  const width = 2.4 * size;  // "0.00" in a bold sans-serif font
+  const width = 2.9 * size;  // "0.00" in a bold sans-serif font, its outline and a gap
   const x = dx > 0 ? cx + 0.75 * r : cx - 0.75 * r - width;
   const y = dy < 0 ? cy - 0.75 * r : cy + 0.75 * r + size;
-  return { x, y, left: x, right: x + width, top: y - size, bottom: y };
+  return { x, y, left: x, right: x + width, top: y - 1.15 * size, bottom: y + 0.15 * size };
 }
 
 function placeLabel(placed, cx, cy, r, size) {
