@@ -12,7 +12,7 @@ Files in a model directory:
   ``weights_base`` ``"pretrained"`` in model.json it holds only the tensors that differ from the
   architecture's pretrained weights (which install offline with their package, checked by sha256);
   that keeps the bundled models small. Otherwise (``"none"``) it holds every tensor.
-- ``MODEL_CARD.md``: optional, shown by the web page.
+- ``MODEL_CARD.md`` (shown by the page), ``training_images.sha256``: optional.
 
 Whatever reads a model needs nothing else to reproduce its output. This module knows the format
 and :class:`LungModel`, the loaded model; load one with :func:`lungcad.load_model` (which is
@@ -63,8 +63,7 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         extra = {k: v for k, v in (("calibration", self.calibration), ("domain", self.domain),
-                                   ("detection", self.detection))
-                 if v is not None}
+                                   ("detection", self.detection)) if v is not None}
         return {**extra,
             "format": MODEL_FORMAT, "name": self.name, "version": self.version,
             "architecture": self.architecture, "architecture_args": self.architecture_args,
@@ -113,6 +112,7 @@ class ImagePrediction:
     in_domain: bool | None = None      # None: the model has no domain reference
     domain_score: float | None = None  # higher: less like the training images
     domain_note: str = ""              # what to say where the input is out of domain
+    in_training_data: bool | None = None  # one of the model's training images (None: unknown)
 
     def verdict(self) -> str:
         probs = ", ".join(f"{k} {v:.3f}" for k, v in self.probabilities.items())
@@ -269,7 +269,7 @@ class LungModel:
         return ImagePrediction({c: float(p) for c, p in zip(self.classes, probs)},
                                self.decide(probs)[0],
                                self.spec.threshold if self.spec.binary else None,
-                               check.in_domain, check.score, check.note())
+                               check.in_domain, check.score, check.note(), check.in_training)
 
     def predict_many(self, images: Iterable) -> list[ImagePrediction]:
         return [self.predict(im) for im in images]

@@ -257,7 +257,7 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
     """
     from tqdm.auto import tqdm
 
-    from lungcad.domain.check import screen_loaded
+    from lungcad.domain.check import add_check_columns, screen_loaded
 
     if batch_size < 1:
         raise LungcadError(f"--batch-size must be at least 1, not {batch_size}")
@@ -302,14 +302,9 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
             bar.update(stop - start)
     matrix = np.stack(probs) if probs else np.zeros((0, len(classes)))
     table = prediction_table(model, inp, kept, matrix)
-    if getattr(model, "domain_reference", None) is not None and len(kept):
-        table.insert(table.columns.get_loc("model"), "in_domain",
-                     [checks[i].in_domain for i in kept])
-        table.insert(table.columns.get_loc("model"), "domain_score",
-                     [checks[i].score for i in kept])  # unrounded: in_domain follows
+    add_check_columns(model, table, [checks[i] for i in kept])
     findings = None if marks is None else marks.add_to(table)
     return BatchPredictions(table, failures, matrix, findings)
-
 
 
 def prediction_table(model, inp: PredictionInput, rows: Sequence[int],

@@ -36,7 +36,7 @@ def test_health_lists_the_served_models(client):
 
 def test_models_describe_classes_threshold_and_card(client):
     body = client.get("/api/v1/models").json()
-    assert body["default"] == "test-ct-binary"
+    assert body["default"] == "auto"  # each image to a model of its modality
     binary, multi = body["models"]
     assert binary["id"] == "test-ct-binary" and binary["version"] == "7"
     assert binary["classes"] == ["normal", "abnormal"] and binary["threshold"] == 0.4

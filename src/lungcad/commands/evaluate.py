@@ -41,6 +41,10 @@ FROC section (sensitivity at 1/8 to 8 false positives per image, CPM, NODE21's f
 sensitivity at 1/8, 1/4 and 1/2 FP per image and the image-level AUC of the strongest mark, per
 label tables, bootstrap intervals, figure) into the report. PREDICTIONS.csv may be left out.
 
+Training images: where PREDICTIONS.csv has lungcad predict's in_training_data column (the model
+directory records its training images) and some rows are True, the report and this command
+say NOT A VALIDATION, with how many images the model was trained on: such scores are in-sample.
+
 Clustered rows: --group-column COLUMN adds intervals that resample whole groups (a cluster
 bootstrap: slices of one patient, or near-duplicate slices where there are no patient ids)
 beside the row-resampled ones, in report.json (group_bootstrap) and a report section. The
@@ -212,6 +216,9 @@ def _run_predictions(args: argparse.Namespace) -> int:
             report, test, args.group_column, args.bootstrap, args.seed)
         add_section(report, section)
     _add_selective(report, test, args)
+    from lungcad.evaluation.in_sample import mark_in_sample
+
+    mark_in_sample(report, test)  # training images among them: not a validation, and it says so
     write_report(report, args.out)
 
     for warning in report["warnings"]:

@@ -25,6 +25,10 @@ n_marks, top_mark_score and malignancy (image only); where the model has an age/
 malignancy_age_sex from --age/--sex, else each DICOM's PatientAge/PatientSex, else the
 dataset's age and sex columns (a missing one takes the training mean: age_sex_note says so).
 
+Models that record their training images (every bundled model) add in_training_data: True for
+an image that was one of them (its pixels' SHA-256); the verdict line and a note say so, and
+lungcad evaluate will not call a score on such images a validation.
+
 MODEL: a model directory, a training run folder, or a bundled model name.
 INPUT: image files (JSRT .IMG, PNG, JPEG, TIFF, BMP, DICOM, .npy), folders (searched
 recursively; files that are not images are skipped with a note), or one dataset folder (with
@@ -182,6 +186,11 @@ def run(args: argparse.Namespace) -> int:
         rule = f", threshold {threshold:.3g}" if threshold is not None else ""
         print(f"wrote {len(result.table)} prediction(s) to {out} (model {model_label(model)}"
               f"{rule})")
+        from lungcad.evaluation.in_sample import training_images_note
+
+        in_sample = training_images_note(result.table)
+        if in_sample:
+            print(f"lungcad predict: note: {in_sample}", file=sys.stderr)
     if result.findings is not None and (not verdict or args.findings is not None):
         from lungcad.detection.batch import findings_path_for, write_findings
 

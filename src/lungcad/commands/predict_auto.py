@@ -48,6 +48,8 @@ def run_auto(args, report_failure) -> int:
                            "--frame and --dicom-out need a named model")
     if args.out is not None:
         check_output(args.out)
+    if args.findings is not None:
+        check_output(args.findings, "--findings")
     inp = file_input(args.inputs)
     for note in inp.notes:
         print(f"lungcad predict: note: {note}", file=sys.stderr)
@@ -63,7 +65,7 @@ def run_auto(args, report_failure) -> int:
     for key, message in failures:
         report_failure(key, message)
     by_modality = bundled_by_modality()
-    tables, lines = [], []
+    tables, lines, marks = [], [], []
     for modality, positions in groups.items():
         names = by_modality.get(modality, [])
         if not names:
@@ -77,6 +79,8 @@ def run_auto(args, report_failure) -> int:
             result = predict_input(model, part, batch_size=args.batch_size,
                                    on_failure=report_failure)
             failures += result.failures
+            if result.findings is not None:  # a detector: its marks, one row a mark
+                marks.append(result.findings)
             table = result.table
             guesses = [guessed[positions[part.keys.index(k)]] for k in table["path"]]
             table.insert(1, "modality", [g.modality for g in guesses])
@@ -90,11 +94,20 @@ def run_auto(args, report_failure) -> int:
             print(line)
     elif tables:
         out = args.out or Path("predictions.csv")
-        write_predictions(pd.concat(tables, ignore_index=True, sort=False), out)
+        combined = pd.concat(tables, ignore_index=True, sort=False)
+        if "n_marks" in combined.columns:  # a count, blank for the rows of non-detectors
+            combined["n_marks"] = combined["n_marks"].astype("Int64")
+        write_predictions(combined, out)
         print(f"wrote {sum(len(t) for t in tables)} prediction(s) of {len(inp)} image(s) to "
               f"{out} (models chosen by modality: "
               + "; ".join(f"{m}: {', '.join(by_modality.get(m, [])) or 'none'}" for m in groups)
               + ")")
+    if marks and (not verdict or args.findings is not None):
+        from lungcad.detection.batch import findings_path_for, write_findings
+
+        marks_out = args.findings or findings_path_for(args.out or Path("predictions.csv"))
+        write_findings(pd.concat(marks, ignore_index=True), marks_out)
+        print(f"wrote {sum(len(m) for m in marks)} mark(s) to {marks_out}")
     if failures or inp.skipped:
         print(f"lungcad predict: {len(failures)} failure(s), {len(inp.skipped)} entry(ies) "
               "skipped (named above)", file=sys.stderr)
@@ -103,10 +116,16 @@ def run_auto(args, report_failure) -> int:
 
 
 def domain_note(model, row) -> str:
+    """The verdict line's note for a predictions row: out of domain, in the training data."""
+    import pandas as pd
+
     from lungcad.domain.check import Screen
 
     in_domain = getattr(row, "in_domain", None)
-    if in_domain is None or bool(in_domain) or getattr(model, "domain_reference", None) is None:
-        return ""
-    return Screen(score=float(row.domain_score), in_domain=False,
-                  threshold=model.domain_reference.threshold).note()
+    in_training = getattr(row, "in_training_data", None)
+    in_training = None if in_training is None or pd.isna(in_training) else bool(in_training)
+    reference = getattr(model, "domain_reference", None)
+    if in_domain is None or pd.isna(in_domain) or bool(in_domain) or reference is None:
+        return Screen(in_training=in_training).note()
+    return Screen(score=float(row.domain_score), in_domain=False, threshold=reference.threshold,
+                  in_training=in_training).note()

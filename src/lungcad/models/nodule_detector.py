@@ -35,6 +35,7 @@ CELL_STRIDE = 8                # input pixels per cell
 
 class NoduleDetectorLite0(nn.Module):
     stride = CELL_STRIDE
+    flip_average = True  # every reading averages the image's and its mirror image's cells
 
     def __init__(self, num_outputs: int = 1, in_channels: int = 1, pretrained: bool = True,
                  output: str = "nodule", head_channels: int = 64,
@@ -92,6 +93,13 @@ class NoduleDetectorLite0(nn.Module):
         features = self.frozen_features(torch.cat([x, x.flip(-1)]))
         return (self.cells_from_features(features[:n])
                 + self.cells_from_features(features[n:].flip(-1))) / 2
+
+    def mirror_passes(self, layer: str) -> tuple[bool, ...]:
+        """For saliency (:mod:`lungcad.explain.mirror_hooks`): per run of ``layer`` in one
+        forward, in order, whether its output is mirrored. The backbone runs once on the images
+        then their mirror images (one batch); the head runs twice, on features already flipped
+        back."""
+        return (False, False) if layer.startswith("head") else (False, True)
 
     def heatmap(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, H/8, W/8) cell logits of the chosen output."""

@@ -35,7 +35,7 @@ from lungcad.serving.guards import (RequestGuardMiddleware, SecurityHeadersMiddl
 from lungcad.serving.limits import BodySizeLimitMiddleware, BodyTimeoutMiddleware
 from lungcad.serving.loading import runtime_for
 from lungcad.serving.lungs import lungs_fields, lungs_model_id
-from lungcad.serving.pipeline import analyse, modality_answer
+from lungcad.serving.pipeline import AUTO, analyse, auto_model_id, modality_answer
 from lungcad.serving.schemas import (ERRORS, HealthResponse, ModalityResponse, ModelsResponse,
                                      PredictResponse, SegmentationResponse)
 from lungcad.serving.service import (ApiError, ServedModel, display_fields, heatmap_fields,
@@ -59,7 +59,10 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
     served = {mid: ServedModel(mid, m, workers=settings.inference_workers,
                                max_in_flight=settings.max_in_flight)
               for mid, m in zip(unique_ids([m.spec.name for m in loaded]), loaded)}
-    default_id = next(iter(served))
+    # the default: each image to the first served model of its modality (model=auto), where
+    # a classifier or detector is served
+    default_id = (AUTO if any(s.kind != "segmenter" for s in served.values())
+                  else next(iter(served)))
     lungs_id = lungs_model_id(served)
 
     app = FastAPI(title="lungcad", version=__version__, docs_url=None, redoc_url=None,
@@ -109,8 +112,9 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         file: Annotated[UploadFile, File(description="One image: PNG, JPEG, TIFF, BMP, DICOM, "
                                          "JSRT raw .IMG or .npy; the format is read from the "
                                          "content, not the name")],
-        model_field: Annotated[str | None, Form(alias="model", description="Model id "
-                                                "(default: the first served model)")] = None,
+        model_field: Annotated[str | None, Form(alias="model", description="Model id, or "
+                                                "auto (the default): the first served model "
+                                                "of the image's modality")] = None,
         heatmap_field: Annotated[bool | None, Form(alias="heatmap",
                                                    description="Add a heatmap")] = None,
         model_query: Annotated[str | None, Query(alias="model", description="Model id, as a "
@@ -178,6 +182,11 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         a bounded number of requests at once: beyond it the answer is 503 with `Retry-After`.
         """
         model_id = model_field or model_query or default_id
+        auto = None
+        if model_id == AUTO:  # the image's modality picks the model (as the page's Automatic)
+            model_id, auto = await run_in_threadpool(auto_model_id, served, await file.read(),
+                                                     file.filename, settings)
+            await file.seek(0)
         if model_id not in served:
             raise ApiError(404, f"unknown model {model_id!r}; this server serves: "
                                 f"{', '.join(served)} (see {API}/models)")
@@ -202,6 +211,8 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
                                     (age, sex))
             del data
             payload, image = done.payload, done.image
+            if auto is not None:
+                payload["auto"] = {k: auto[k] for k in ("modality", "source", "models")}
             if chosen.kind != "segmenter" and want_lungs:
                 payload.update(await _lungs(served.get(lungs_id) if lungs_id else None, chosen,
                                             image, settings.display_side))

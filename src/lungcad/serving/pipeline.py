@@ -63,3 +63,23 @@ def modality_answer(served: dict, data: bytes, filename: str | None, settings) -
             "confidence": guess.confidence,
             "models": [mid for mid, s in served.items() if s.kind != "segmenter"
                        and canonical(s.spec.modality) == guess.modality]}
+
+
+AUTO = "auto"
+
+
+def auto_model_id(served: dict, data: bytes, filename: str | None, settings) -> tuple[str, dict]:
+    """REST ``model=auto``: the first served model (not a segmenter) of the upload's modality,
+    and the modality answer behind the choice. Where none is of that modality, the first served
+    model, whose own modality check refuses the image (422) where it is sure of the mismatch."""
+    from lungcad.serving.service import ApiError
+
+    try:
+        answer = modality_answer(served, data, filename, settings)
+    except ApiError:  # unreadable here (or a frame to pick): the model's own reading says why
+        answer = {"modality": "unknown", "source": "not read", "models": []}
+    readers = answer["models"] or [mid for mid, s in served.items() if s.kind != "segmenter"]
+    if not readers:
+        raise ApiError(422, f"no served model reads images; this server serves: "
+                            f"{', '.join(served)}")
+    return readers[0], answer

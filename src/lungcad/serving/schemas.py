@@ -45,6 +45,9 @@ class PredictResponse(BaseModel):
     domain_score: float | None = None
     domain_threshold: float | None = None
     domain_note: str | None = None
+    # True: the image was in the model's training data (its score is not a validation);
+    # None where the model directory records no training images
+    in_training_data: bool | None = None
     calibrated: bool = False  # probabilities through the model's stored calibration
     heatmap_png: str | None = None
     heatmap_method: str | None = None

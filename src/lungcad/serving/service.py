@@ -180,6 +180,8 @@ def predict_payload(served: ServedModel, loaded, prediction=None) -> dict:
         "domain_score": getattr(prediction, "domain_score", None),
         "domain_threshold": (served.spec.domain or {}).get("threshold"),
         "domain_note": getattr(prediction, "domain_note", "") or None,
+        # True: the image was one of the model's training images (None: not recorded)
+        "in_training_data": getattr(prediction, "in_training_data", None),
         "calibrated": bool(served.spec.calibration),
     }
     return payload

@@ -81,6 +81,7 @@ def torch_state_kept():
 def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
     """Decide the threshold on the validation part; write val_predictions.csv, the model
     directory and threshold.json (last)."""
+    from lungcad.domain.training_data import record_view
     from lungcad.evaluation.thresholds import ValidationPredictions, decide_threshold
     from lungcad.model_dir import save_model_dir
     from lungcad.provenance import write_json
@@ -99,6 +100,7 @@ def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
     write_validation_predictions(val_file, validation)
     card = trained.card(spec) if callable(trained.card) else trained.card
     model_dir = save_model_dir(Path(out_dir) / MODEL_DIR, trained.network, spec, card)
+    record_view(model_dir, view)  # what it trained on: predict and evaluate say so
     write_json(Path(out_dir) / THRESHOLD_FILE, choice.to_dict())
     return model_dir
 
@@ -106,6 +108,7 @@ def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
 def _finish_segmenter(trained: TrainedFold, view, out_dir: Path) -> Path:
     """A segmenter's pixel threshold is fixed at 0.5: nothing is decided on validation."""
     from lungcad.atomic import atomic_write
+    from lungcad.domain.training_data import record_view
     from lungcad.evaluation.thresholds import ThresholdChoice
     from lungcad.model_dir import save_model_dir
     from lungcad.provenance import write_json
@@ -119,6 +122,7 @@ def _finish_segmenter(trained: TrainedFold, view, out_dir: Path) -> Path:
                      trained.val_table.to_csv(index=False, float_format="%.17g").encode())
     card = trained.card(spec) if callable(trained.card) else trained.card
     model_dir = save_model_dir(out_dir / MODEL_DIR, trained.network, spec, card)
+    record_view(model_dir, view)
     write_json(out_dir / THRESHOLD_FILE, choice.to_dict())
     return model_dir
 
