@@ -181,8 +181,13 @@ def test_a_corrupt_instance_is_refused_and_the_rest_of_the_association_processed
     assert len(_results(orthanc, study, set())["SR"]) == 2  # no SR about the SR
 
 
-def test_pacs_fetches_over_wado_rs_and_stows_results_back(orthanc, ct_path, models, capsys):
-    source = pydicom.dcmread(ct_path)
+def test_pacs_fetches_over_wado_rs_and_stows_results_back(orthanc, ct_path, models, capsys,
+                                                          tmp_path):
+    # A study of its own: results have UIDs derived from the source image and the model, so
+    # another test's results about CT_small.dcm would be these very instances.
+    source = _ct_copy(pydicom.dcmread(ct_path), generate_uid(), generate_uid(), 1)
+    ct_path = tmp_path / "ct.dcm"
+    source.save_as(ct_path, enforce_file_format=True)
     orthanc.upload(ct_path)
     known = _uids(orthanc, source.StudyInstanceUID)
     status = main(["pacs", "--url", orthanc.dicomweb, "--study", source.StudyInstanceUID,

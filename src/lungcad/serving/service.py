@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import math
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -39,8 +40,10 @@ class ServedModel:
     heatmaps: HeatmapService = field(init=False)
     executor: ThreadPoolExecutor = field(init=False)
     in_flight: int = field(init=False, default=0)
-    # Recent seconds per request (moving average): what Retry-After is estimated from.
-    recent_seconds: float = field(init=False, default=1.0)
+    # Recent seconds of the model's threads per job (moving average of the service time alone,
+    # not of the wait in the queue): what Retry-After is estimated from.
+    service_seconds: float = field(init=False, default=1.0)
+    _observed: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.heatmaps = HeatmapService(self.model)
@@ -62,19 +65,32 @@ class ServedModel:
                            headers={"Retry-After": str(wait)})
         self.in_flight += 1
 
-    def release(self, seconds: float) -> None:
+    def release(self) -> None:
         self.in_flight -= 1
-        self.recent_seconds = 0.8 * self.recent_seconds + 0.2 * max(0.0, seconds)
 
     def retry_after(self) -> int:
-        """Seconds until a slot is likely free: the queue ahead, at the recent pace."""
-        ahead = max(1, self.in_flight - self.workers + 1)
-        return max(1, min(120, math.ceil(self.recent_seconds * ahead / self.workers)))
+        """Seconds until the requests in flight are through, at the measured service time:
+        those beyond the workers wait their turn, the running ones are half done on average.
+        A whole number of seconds (HTTP's Retry-After), at least 1, at most 120."""
+        queued = max(0, self.in_flight - self.workers)
+        seconds = self.service_seconds * (queued + 0.5 * min(self.in_flight, self.workers))
+        return max(1, min(120, math.ceil(seconds / self.workers)))
+
+    def _observe(self, seconds: float) -> None:
+        with self._observed:
+            self.service_seconds = 0.8 * self.service_seconds + 0.2 * max(0.0, seconds)
 
     async def run(self, function, *args):
-        """``function(*args)`` on this model's threads, awaited without blocking the loop."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(function, *args))
+        """``function(*args)`` on this model's threads, awaited without blocking the loop; its
+        time on the threads is the service time Retry-After is estimated from."""
+        def timed():
+            started = time.monotonic()
+            try:
+                return function(*args)
+            finally:
+                self._observe(time.monotonic() - started)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
 
     @property
     def spec(self):
