@@ -219,3 +219,23 @@ def test_a_full_spool_answers_out_of_resources(ct_path, models, tmp_path):
     assert (node.stats.accepted, node.stats.refused) == (1, 1)
     held = {p.stem for p in (tmp_path / "spool" / "incoming").glob("*.dcm")}
     assert held == {first.SOPInstanceUID}  # kept for the next start; the second never held
+
+
+def test_an_image_that_cannot_be_written_to_the_spool_is_not_answered_success(ct_path, models,
+                                                                            tmp_path,
+                                                                            monkeypatch):
+    from lungcad.dicom_node.spool import Spool
+
+    def broken_disk(self, key, data):
+        raise OSError(28, "No space left on device")
+
+    node = DicomNode(_chooser(models), parse_destination(f"127.0.0.1:{free_port()}:NOBODY"),
+                     spool=tmp_path / "spool", port=free_port())
+    monkeypatch.setattr(Spool, "accept", broken_disk)
+    node.start()
+    try:
+        statuses = _send(node.port, [_copy(ct_path)])
+    finally:
+        node.shutdown()
+    assert statuses == [0xA700]
+    assert (node.stats.accepted, node.stats.refused) == (0, 1)

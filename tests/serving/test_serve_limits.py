@@ -214,3 +214,18 @@ def test_header_timeout_option_reaches_the_settings():
     assert ServeSettings().header_timeout_s == 10.0
     with pytest.raises(LungcadError, match="header_timeout_s"):
         ServeSettings(header_timeout_s=0)
+
+
+def test_retry_after_counts_the_service_time_and_the_clients_refused_before(binary_model):
+    from lungcad.serving.service import ServedModel
+
+    served = ServedModel("m", binary_model, max_in_flight=1)
+    served.service_seconds = 2.0  # as measured on the model's threads
+    served.in_flight = 1          # full
+    assert served.retry_after(("10.0.0.1", 1)) == 1   # the running request is half done
+    assert served.retry_after(("10.0.0.2", 2)) == 3   # behind the client told before
+    assert served.retry_after(("10.0.0.2", 2)) == 3   # asking again keeps one place
+    assert served.retry_after(("10.0.0.3", 3)) == 5
+    assert served.retry_after(None) == 7              # counted, but holds no place
+    served.service_seconds = 100.0
+    assert served.retry_after(None) == 120            # at most two minutes

@@ -149,7 +149,8 @@ class Deliverer:
 
             store([pydicom.dcmread(p) for p in delivery.results], self.destination,
                   calling_aet=self.calling_aet, timeout=self.store_timeout)
-        except LungcadError as exc:
+        except Exception as exc:  # noqa: BLE001  LungcadError, or the network's own errors
+            exc = exc if isinstance(exc, LungcadError) else f"{type(exc).__name__}: {exc}"
             failures = delivery.attempts + 1
             if failures >= self.retry.attempts:
                 self.spool.record_attempt(key, str(exc), 0.0)

@@ -83,7 +83,10 @@ class Spool:
         self.write_seconds = 0.0  # time spent making received instances durable
         self.writes = 0
         for leftover in [*self.outbox.glob(".*.part"), *self.incoming.glob(".*.tmp")]:
-            shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+            if leftover.is_dir():  # a crash while it was written: made again from the source
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         self._sizes = {k: self._held_bytes(k) for k in self.keys()}
 
     def _take_lock(self) -> None:

@@ -188,7 +188,7 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         want_heatmap = heatmap_field if heatmap_field is not None else heatmap_query
         want_lungs = lungs_field if lungs_field is not None else lungs_query
         frame = frame_field if frame_field is not None else frame_query
-        chosen.admit()  # or 503 with Retry-After
+        chosen.admit(request.client)  # or 503 with Retry-After
         try:
             data = await file.read()  # bounded by BodySizeLimitMiddleware
             # Decoding runs on the model's threads too, in the same job as the prediction and
