@@ -16,7 +16,6 @@ JSRT files and a label in messages, never a path.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Annotated, Any, Sequence, Union
 
@@ -28,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lungcad.disclaimer import DISCLAIMER
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, excerpt
 from lungcad.inference import load_model
 from lungcad.serving.guards import (RequestGuardMiddleware, SecurityHeadersMiddleware,
                                     allowed_host_names)
@@ -99,9 +98,12 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
 
     @app.post(f"{API}/modality", response_model=ModalityResponse, responses=ERRORS,
               tags=["predict"])
-    async def modality(file: Annotated[UploadFile, File(description="One image")]) -> dict:
+    async def modality(request: Request,
+                       file: Annotated[UploadFile, File(description="One image")]) -> dict:
         """Radiograph or CT slice (DICOM Modality tag, else the shipped image classifier), and
-        the served models of that modality: what the page's automatic choice runs."""
+        the served models of that modality: what the page's automatic choice runs. One image
+        per request, as for `/predict`."""
+        await _refuse_several_files(request)
         data = await file.read()
         return await run_in_threadpool(modality_answer, served, data, file.filename, settings)
 
@@ -188,18 +190,14 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
                                                      file.filename, settings)
             await file.seek(0)
         if model_id not in served:
-            raise ApiError(404, f"unknown model {model_id!r}; this server serves: "
+            raise ApiError(404, f"unknown model {excerpt(model_id)}; this server serves: "
                                 f"{', '.join(served)} (see {API}/models)")
-        files = (await request.form()).getlist("file")  # parsed already: FastAPI caches it
-        if len(files) > 1:
-            raise ApiError(422, f"the request holds {len(files)} files in the field 'file'; send "
-                                "one image per request")
+        await _refuse_several_files(request)
         chosen = served[model_id]
         want_heatmap = heatmap_field if heatmap_field is not None else heatmap_query
         want_lungs = lungs_field if lungs_field is not None else lungs_query
         frame = frame_field if frame_field is not None else frame_query
-        chosen.admit()  # or 503 with Retry-After
-        started = time.monotonic()
+        chosen.admit(request.client)  # or 503 with Retry-After
         try:
             data = await file.read()  # bounded by BodySizeLimitMiddleware
             # Decoding runs on the model's threads too, in the same job as the prediction and
@@ -226,9 +224,36 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
                                                        settings.display_side))
             return JSONResponse(payload)
         finally:
-            chosen.release(time.monotonic() - started)
+            chosen.release()
 
     return app
+
+
+async def _refuse_several_files(request: Request) -> None:
+    files = (await request.form()).getlist("file")  # parsed already: FastAPI caches it
+    if len(files) > 1:
+        raise ApiError(422, f"the request holds {len(files)} files in the field 'file'; send "
+                            "one image per request")
+
+
+# Longer messages are cut: an error never echoes much of what a client sent.
+MAX_MESSAGE = 1000
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[:MAX_MESSAGE] + f"... (message cut at {MAX_MESSAGE} characters)"
+
+
+def _multipart_problem(exc: BaseException) -> str | None:
+    """What python-multipart found wrong, where Starlette says only "Invalid multipart data."."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__name__ == "MultipartParseError":
+            return str(exc)
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 async def _lungs(lungs: ServedModel | None, chosen: ServedModel, image, display_side: int) -> dict:
@@ -242,12 +267,11 @@ async def _lungs(lungs: ServedModel | None, chosen: ServedModel, image, display_
         except ApiError:
             return {"lungs_error": f"no lung outline: the lung model {lungs.id!r} is busy; "
                                    "ask again later"}
-    started = time.monotonic()
     try:
         return await lungs.run(lungs_fields, lungs, image, display_side)
     finally:
         if lungs is not chosen:
-            lungs.release(time.monotonic() - started)
+            lungs.release()
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -255,11 +279,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+        return JSONResponse({"error": _bounded(exc.message)}, status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(LungcadError)
     async def lungcad_error(_: Request, exc: LungcadError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"error": _bounded(str(exc))}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -267,14 +292,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and "parsing the body" in message:
             message = ("could not parse the request body: send the image as multipart/form-data "
                        "with the file in a field named 'file'")
+        elif exc.status_code == 400 and "header size" in (_multipart_problem(exc) or ""):
+            message = ("the file name is too long (a part of the upload has a header line over "
+                       "4 KB, which holds the file name): rename the file to a shorter name and "
+                       "send it again")
         elif exc.status_code == 404:
             message = f"not found; the API is under {API} (see /docs)"
-        return JSONResponse({"error": message}, status_code=exc.status_code,
+        return JSONResponse({"error": _bounded(message)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": describe_validation_errors(exc.errors())}, status_code=422)
+        return JSONResponse({"error": _bounded(describe_validation_errors(exc.errors()))},
+                            status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
