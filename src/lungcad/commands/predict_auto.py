@@ -1,8 +1,9 @@
 """``lungcad predict auto INPUT...``: each image through the bundled model(s) of its modality.
 
 Not a verb of its own: ``lungcad predict`` hands its arguments here when MODEL is ``auto``.
-Each image's modality comes from its DICOM Modality tag, else from the shipped radiograph-vs-CT
-classifier; its rows (one per model that read it) carry ``modality`` and ``modality_source``,
+Each image's modality comes from its DICOM Modality tag, else from the shipped modality
+classifier (an image that is neither a chest radiograph nor a CT slice goes to no model: it is
+named on stderr with the reason, and the exit status is 1); its rows (one per model that read it) carry ``modality`` and ``modality_source``,
 and ``prob_<class>`` columns of every model (blank where a model has no such class).
 """
 
@@ -14,7 +15,9 @@ from pathlib import Path
 
 def route(inp, failures: list) -> tuple[dict[str, list[int]], dict]:
     """Positions of ``inp``'s images by modality, and each position's
-    :class:`~lungcad.domain.modality.ModalityGuess`; unreadable images go to ``failures``."""
+    :class:`~lungcad.domain.modality.ModalityGuess`; unreadable images, and those that are
+    neither modality (:func:`lungcad.domain.auto.routed`), go to ``failures``."""
+    from lungcad.domain.auto import not_routed, routed
     from lungcad.domain.modality import guess_modality
     from lungcad.errors import LungcadError
     from lungcad.io import load_image
@@ -28,6 +31,9 @@ def route(inp, failures: list) -> tuple[dict[str, list[int]], dict]:
             failures.append((key, str(exc)))
             continue
         guess = guess_modality(loaded.array, loaded.meta.modality)
+        if routed(guess) is None:
+            failures.append((key, not_routed(guess, Path(key).name)))
+            continue
         guesses[i] = guess
         groups.setdefault(guess.modality, []).append(i)
     return groups, guesses

@@ -9,7 +9,9 @@ no network, so PyTorch and ONNX Runtime give the same answer):
    (:mod:`lungcad.domain.modality`);
 2. domain score: the input's distance to the model's training images
    (:mod:`lungcad.domain.reference`); above the stored threshold the input is **out of
-   domain**: it is still answered, and the answer says so.
+   domain**: it is still answered, and the answer says so. An input the modality check calls
+   neither a chest radiograph nor a CT slice (a photograph, a gradient) is out of domain
+   whatever its score, and the answer says why.
 
 Models without ``domain`` in model.json (older directories, models made by ``lungcad train``)
 get neither check: their ``in_domain`` is None (unknown).
@@ -39,14 +41,19 @@ class Screen:
     score: float | None = None
     in_domain: bool | None = None
     threshold: float | None = None
-    modality: str | None = None   # radiograph / ct, as decided (tag or image)
+    modality: str | None = None   # radiograph / ct / neither, as decided (tag or image)
+    neither: str = ""             # why the image is neither modality, where it is
 
-    def note(self) -> str:
+    def note(self, what: str = "verdict") -> str:
         """A sentence for verdict lines and pages; empty where the input is in domain."""
         if self.in_domain is not False:
             return ""
+        if self.neither:
+            return (f"OUT OF DOMAIN: this image is {self.neither}, so {OUT_OF_DOMAIN_TEXT} "
+                    f"(domain score {self.score:.3g}, threshold {self.threshold:.3g}); do not "
+                    f"read this {what}")
         return (f"OUT OF DOMAIN: {OUT_OF_DOMAIN_TEXT} (domain score {self.score:.3g} > "
-                f"threshold {self.threshold:.3g}); do not read this verdict")
+                f"threshold {self.threshold:.3g}); do not read this {what}")
 
 
 def load_reference(directory: Path | None, summary: dict | None) -> DomainReference | None:
@@ -79,8 +86,11 @@ def screen(model, images: Sequence[np.ndarray], names: Sequence[str] | None = No
             out.append(Screen(refused=message, modality=guess.modality))
             continue
         score = float(reference.score(describe(image, reference.size)[None])[0])
-        out.append(Screen(score=score, in_domain=bool(score <= reference.threshold),
-                          threshold=reference.threshold, modality=guess.modality))
+        neither = guess.describe() if guess.modality == "neither" else ""
+        out.append(Screen(score=score, in_domain=bool(score <= reference.threshold
+                                                      and not neither),
+                          threshold=reference.threshold, modality=guess.modality,
+                          neither=neither))
     return out
 
 

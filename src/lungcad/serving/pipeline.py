@@ -47,7 +47,9 @@ def analyse(served: ServedModel, data: bytes, filename: str | None, settings, fr
 
 
 def modality_answer(served: dict, data: bytes, filename: str | None, settings) -> dict:
-    """The modality of one upload and the served models (not segmenters) that read it."""
+    """The modality of one upload and the served models (not segmenters) that read it; none,
+    with the ``reason``, for an image that is neither a chest radiograph nor a CT slice."""
+    from lungcad.domain.auto import not_routed, routed
     from lungcad.domain.modality import canonical, guess_modality
     from lungcad.errors import LungcadError
     from lungcad.io import load_image
@@ -59,7 +61,10 @@ def modality_answer(served: dict, data: bytes, filename: str | None, settings) -
         guess = guess_modality(loaded.array, loaded.meta.modality)
     except LungcadError as error:
         raise ApiError(422, str(error)) from None
-    return {"modality": guess.modality, "source": guess.source,
-            "confidence": guess.confidence,
-            "models": [mid for mid, s in served.items() if s.kind != "segmenter"
-                       and canonical(s.spec.modality) == guess.modality]}
+    answer = {"modality": guess.modality, "source": guess.source,
+              "confidence": guess.confidence,
+              "models": [mid for mid, s in served.items() if s.kind != "segmenter"
+                         and canonical(s.spec.modality) == routed(guess)]}
+    if routed(guess) is None:  # neither modality: no model, and why
+        answer["reason"] = not_routed(guess, safe_label(filename) or "image")
+    return answer

@@ -411,7 +411,9 @@ async function analyseAuto(file, card, wantHeatmap, wantLungs) {
     return false;
   }
   if (!body.models.length) {
-    renderError(card, `This ${body.modality} image has no served model of its modality.`);
+    // "neither" (a photograph, a gradient): the server says why no model reads it
+    renderError(card, body.reason ||
+                `This ${body.modality} image has no served model of its modality.`);
     return false;
   }
   const what = body.modality === "ct" ? "CT slice" : "chest radiograph";
