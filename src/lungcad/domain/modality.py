@@ -1,11 +1,21 @@
-"""Radiograph or CT slice? The DICOM ``Modality`` tag where there is one, else a small classifier.
+"""Radiograph, CT slice, or neither? The DICOM ``Modality`` tag where there is one, else a small
+classifier.
 
-The classifier is a logistic regression on the image descriptors
-(:mod:`lungcad.domain.descriptors`, on a 224 px grid), trained on the shared JSRT radiographs
-and both shared CT sets and cross-validated with near-duplicate groups kept together
-(``benchmarks/modality_classifier.py`` trains it and writes ``modality_classifier.json``, a few
-KB shipped inside the package; its cross-validated accuracy is in that file and in
-docs/results.md). Nothing is downloaded.
+The classifier is a multinomial logistic regression on the image descriptors
+(:mod:`lungcad.domain.descriptors`, on a 224 px grid) with three answers: ``radiograph``,
+``ct`` and ``neither`` (a photograph, a gradient, a blank or noisy picture). It is trained on the
+shared JSRT radiographs **and realistic variants of them** (other windowing, processing, field
+of view, size, JPEG, inversion: :mod:`lungcad.domain.variants`), both shared CT sets, and
+synthetic pictures that are neither; ``benchmarks/modality_classifier.py`` trains it, checks it
+by grouped cross-validation, by holding out each transform family and on inputs it never saw,
+and writes ``modality_classifier.json`` (shipped inside the package; its figures are in that
+file and in docs/results.md). Nothing is downloaded.
+
+What the answers do: a model **refuses** an input only when it is certainly the other modality
+(its DICOM tag, or the classifier at least ``REFUSE_CONFIDENCE`` sure); anything less sure is
+answered, and flagged by the model's domain check where it is unlike the training images. A
+``neither`` input is never refused by a named model (it is flagged out of domain, with the
+reason), and ``auto`` sends it to no model (:mod:`lungcad.domain.auto`).
 
 Model directories name their modality as ``"chest radiograph"`` or ``"ct"``; images (the
 ``modality`` of :class:`lungcad.io.ImageMeta`) as ``"radiograph"``, ``"ct"`` or ``"unknown"``.
@@ -31,6 +41,11 @@ CLASSES = ("radiograph", "ct", "neither")  # what the image classifier answers
 # "neither" for routing) only when this sure; below that the input is answered and the domain
 # score flags it where it is unlike the model's training images.
 REFUSE_CONFIDENCE = 0.98
+# ... and only when the image is also typical of that modality's (unaltered) training images:
+# within the out-of-fold threshold of a domain reference fitted on them (REFERENCE_FILES, as
+# lungcad.domain.reference fits a model's). A radiograph from an unseen site that the
+# classifier calls CT is, first of all, unlike the CT slices it was trained on.
+REFERENCE_FILES = {m: Path(__file__).with_name(f"modality_{m}.npz") for m in MODALITIES}
 NAMES = {"radiograph": "chest radiograph", "ct": "CT slice", "unknown": "image of unknown kind",
          "neither": "image that is neither a chest radiograph nor a CT slice"}
 # descriptor groups (lungcad.domain.descriptors) in words, for saying why an image is neither
@@ -57,11 +72,12 @@ class ModalityGuess:
     confidence: float    # probability of that answer (1.0 from a DICOM tag)
     source: str          # "DICOM Modality tag" or "image classifier"
     reason: str = ""     # for "neither": what about the image is unlike both modalities
+    certain: bool = False  # image classifier: at least REFUSE_CONFIDENCE sure, and typical
 
     @property
     def sure(self) -> bool:
-        """A DICOM tag, or the image classifier at least REFUSE_CONFIDENCE sure."""
-        return self.source.startswith("DICOM") or self.confidence >= REFUSE_CONFIDENCE
+        """A DICOM tag, or the image classifier certain (:func:`decide`)."""
+        return self.source.startswith("DICOM") or self.certain
 
     def describe(self) -> str:
         if self.source.startswith("DICOM"):
@@ -108,11 +124,28 @@ def ct_probability(descriptors: np.ndarray) -> np.ndarray:
     return probabilities(descriptors)[:, 1]
 
 
-def decide(probs: np.ndarray) -> tuple[str, bool]:
+@lru_cache(maxsize=1)
+def _references() -> tuple:
+    from lungcad.domain.reference import DomainReference
+
+    return tuple(DomainReference.load(REFERENCE_FILES[m]) for m in MODALITIES)
+
+
+def typicality(descriptors: np.ndarray, references=None) -> np.ndarray:
+    """(N, 2): each row's domain score against the radiograph and the CT training images,
+    divided by that reference's threshold (1.0 or less: typical of that modality)."""
+    references = references or _references()
+    return np.stack([r.score(np.atleast_2d(descriptors)) / r.threshold for r in references],
+                    axis=1)
+
+
+def decide(probs: np.ndarray, typical: np.ndarray) -> tuple[str, bool]:
     """The image classifier's answer for one row of :func:`probabilities`, and whether it is
-    certain (at least REFUSE_CONFIDENCE)."""
+    certain: at least REFUSE_CONFIDENCE, and (radiograph or CT) typical of that modality's
+    training images (its row of :func:`typicality` at most 1)."""
     k = int(np.argmax(probs))
-    return CLASSES[k], bool(probs[k] >= REFUSE_CONFIDENCE)
+    certain = probs[k] >= REFUSE_CONFIDENCE and (k >= len(typical) or typical[k] <= 1.0)
+    return CLASSES[k], bool(certain)
 
 
 def neither_reason(descriptors: np.ndarray) -> str:
@@ -122,7 +155,7 @@ def neither_reason(descriptors: np.ndarray) -> str:
     if descriptors[_SPREAD] < 0.01:
         return "it is almost uniform (a blank image)"
     z = (descriptors[None] - data["class_mean"][:2]) / data["class_scale"][:2]
-    nearer = z[int(np.argmin((z * z).mean(axis=1)))]
+    nearer = z[int(np.argmin((z * z).mean(axis=1)))]  # the nearer of radiograph and CT
     far = sorted(((float(np.sqrt((nearer[part] ** 2).mean())), words)
                   for words, part in _GROUPS), reverse=True)
     named = [words for value, words in far[:2] if value > 3.0] or [far[0][1]]
@@ -140,10 +173,10 @@ def guess_modality(image: np.ndarray, tag: str | None = None) -> ModalityGuess:
     size = int(_classifier().get("size", 224))
     descriptors = describe(image, size)
     probs = probabilities(descriptors[None])[0]
-    modality, _ = decide(probs)
+    modality, certain = decide(probs, typicality(descriptors)[0])
     reason = neither_reason(descriptors) if modality == "neither" else ""
     return ModalityGuess(modality, float(probs[CLASSES.index(modality)]), "image classifier",
-                         reason)
+                         reason, certain)
 
 
 def refusal(guess: ModalityGuess, model_modality: str, model_name: str,

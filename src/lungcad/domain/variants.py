@@ -6,7 +6,7 @@ made at run time from the shared images (nothing derived from them is stored):
 - :func:`radiograph_variant`: the same chest radiograph as another site might store it:
   other windowing and gamma, histogram equalisation and edge enhancement (modern digital
   processing), another field of view (crops, zoom out with a border, other aspect ratios, a
-  burned-in side marker), another size (256 to 2048 px), JPEG compression, quantum noise or
+  burned-in side marker), another size (256 to 1536 px), JPEG compression, quantum noise or
   blur, and inverted grey levels (a MONOCHROME1 image exported without its tag). Each
   variant draws a few transforms, each from one named *family* (:data:`FAMILIES`), so that a
   family can be held out of training and tested on;
@@ -91,7 +91,7 @@ def rotate(a, rng):
 
 
 def resize(a, rng):
-    side = int(rng.choice([256, 384, 1024, 1536, 2048]))
+    side = int(rng.choice([256, 384, 1024, 1536]))
     h, w = a.shape
     return resize_area(a, (side, max(32, int(round(side * w / h)))))
 
