@@ -138,6 +138,7 @@ def test_predict_auto_sends_the_gradient_to_no_model_and_says_why(gradient_file,
     assert ".py:" not in captured.err  # no raw Python warning
 
 
+@pytest.mark.filterwarnings("ignore::lungcad.io.ImageReadWarning")
 def test_load_model_auto_and_the_rest_modality_route_send_it_nowhere(gradient_file):
     import lungcad
     from fastapi.testclient import TestClient
@@ -158,6 +159,7 @@ def test_load_model_auto_and_the_rest_modality_route_send_it_nowhere(gradient_fi
     assert "neither" in body["reason"] and "gradient.png" in body["reason"]
 
 
+@pytest.mark.filterwarnings("ignore::lungcad.io.ImageReadWarning")
 def test_a_named_model_answers_the_gradient_flagged_not_refused(gradient_file):
     import lungcad
 
