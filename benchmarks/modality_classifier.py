@@ -126,7 +126,7 @@ def model():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=10000))
 
 
 def fit(x: np.ndarray, y: np.ndarray, original: np.ndarray, groups: np.ndarray) -> dict:
@@ -285,11 +285,14 @@ def main() -> None:
     parser.add_argument("--neither", type=int, default=40, help="pictures per neither kind")
     parser.add_argument("--external-variants", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--C", type=float, default=C, help="inverse regularisation strength")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "modality_descriptors",
                         help="descriptor cache folder (each part re-used where its settings "
                              "match)")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
+    global C
+    C = args.C
     start = time.time()
     d = build(args.data, args.variants, args.ct_every, args.neither, args.seed, args.cache)
     print(f"{len(d['y'])} descriptors ({time.time() - start:.0f} s)", file=sys.stderr)
@@ -321,7 +324,7 @@ def main() -> None:
                    "command": ("python benchmarks/modality_classifier.py --write "
                                "src/lungcad/domain/modality_classifier.json"
                                f" --variants {args.variants} --ct-every {args.ct_every} "
-                               f"--neither {args.neither} --seed {args.seed}"),
+                               f"--neither {args.neither} --seed {args.seed} --C {C}"),
                    **{k: v for k, v in report.items() if k != "seconds"},
                    "mean": scaler.mean_.round(8).tolist(), "scale": scaler.scale_.round(8).tolist(),
                    "coef": logistic.coef_.round(8).tolist(),

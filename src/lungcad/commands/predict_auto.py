@@ -88,9 +88,10 @@ def run_auto(args, report_failure) -> int:
             table.insert(1, "modality", [g.modality for g in guesses])
             table.insert(2, "modality_source", [g.source for g in guesses])
             tables.append(table)
-            for row, probs in zip(table.itertuples(index=False), result.probabilities):
-                note = domain_note(model, row)
-                lines.append(f"{name}: " + verdict_line(Path(row.path).name, probs, model, note))
+            for k, (row, probs) in enumerate(zip(table.itertuples(index=False),
+                                                 result.probabilities)):
+                lines.append(f"{name}: " + verdict_line(Path(row.path).name, probs, model,
+                                                        domain_note(result, k)))
     if verdict:
         for line in lines:
             print(line)
@@ -108,11 +109,8 @@ def run_auto(args, report_failure) -> int:
     return 0
 
 
-def domain_note(model, row) -> str:
-    from lungcad.domain.check import Screen
-
-    in_domain = getattr(row, "in_domain", None)
-    if in_domain is None or bool(in_domain) or getattr(model, "domain_reference", None) is None:
-        return ""
-    return Screen(score=float(row.domain_score), in_domain=False,
-                  threshold=model.domain_reference.threshold).note()
+def domain_note(result, position: int) -> str:
+    """The domain check's note on row ``position`` of a :func:`~lungcad.prediction.predict_input`
+    result ("" where the image is in domain or the model has no check)."""
+    notes = result.domain_notes or []
+    return notes[position] if position < len(notes) else ""
