@@ -126,7 +126,7 @@ def model():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=10000))
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
 
 
 def fit(x: np.ndarray, y: np.ndarray, original: np.ndarray, groups: np.ndarray) -> dict:
@@ -276,6 +276,7 @@ def external(final: dict, inputs: dict) -> dict:
 
 
 def main() -> None:
+    global C
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get(
         "LUNGCAD_SHARED_DATA", ROOT.parent / "shared" / "data")))
@@ -291,7 +292,6 @@ def main() -> None:
                              "match)")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
-    global C
     C = args.C
     start = time.time()
     d = build(args.data, args.variants, args.ct_every, args.neither, args.seed, args.cache)
