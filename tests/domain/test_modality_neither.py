@@ -6,23 +6,12 @@ JSRT images and the RG1_UNCI.dcm sample (nothing derived from them is stored).""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
-
-def colour_gradient(width: int = 800, height: int = 600) -> bytes:
-    """An 800 x 600 RGB gradient as PNG bytes: what issue 23 saw routed as a radiograph."""
-    x = np.linspace(0, 255, width)[None, :]
-    y = np.linspace(0, 255, height)[:, None]
-    rgb = np.stack(np.broadcast_arrays(x + 0 * y, y + 0 * x, 255 - x + 0 * y), axis=-1)
-    buffer = io.BytesIO()
-    Image.fromarray(rgb.astype(np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
+from pictures import colour_gradient
 
 
 @pytest.fixture(scope="module")
