@@ -184,3 +184,23 @@ def test_segment_keeps_a_jsrt_radiograph_in_domain(shared_data, tmp_path):
     model = lungcad.load_model("jsrt-lungs")
     result = model.segment(shared_data / "jsrt" / "images" / "JPCLN001.png")
     assert result.in_domain is True and result.domain_note == "" and result.plausible
+
+
+def test_a_refusal_needs_the_classifier_sure_and_the_image_typical_of_the_other_modality():
+    """decide(): CT at p = 0.99 is certain only where the image is also typical of the CT
+    training slices; 'neither' is never a refusal, however sure."""
+    from lungcad.domain.modality import ModalityGuess, decide, refusal
+
+    sure = np.array([0.005, 0.99, 0.005])
+    assert decide(sure, np.array([5.0, 0.8])) == ("ct", True)
+    assert decide(sure, np.array([5.0, 1.5])) == ("ct", False)  # unlike the CT slices
+    assert decide(np.array([0.03, 0.96, 0.01]), np.array([5.0, 0.2])) == ("ct", False)
+    assert decide(np.array([0.0, 0.01, 0.99]), np.array([9.0, 9.0])) == ("neither", True)
+    certain = ModalityGuess("ct", 0.99, "image classifier", certain=True)
+    unsure = ModalityGuess("ct", 0.99, "image classifier", certain=False)
+    neither = ModalityGuess("neither", 0.999, "image classifier", "its layout is unlike",
+                            certain=True)
+    assert refusal(certain, "chest radiograph", "m") is not None
+    assert refusal(unsure, "chest radiograph", "m") is None
+    assert refusal(neither, "chest radiograph", "m") is None
+    assert refusal(neither, "ct", "m") is None
