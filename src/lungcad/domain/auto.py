@@ -55,8 +55,9 @@ def routed(guess: ModalityGuess) -> str | None:
 def not_routed(guess: ModalityGuess, name: str = "image") -> str:
     """Why ``auto`` sent an image to no model, and what to do about it."""
     return (f"{name}: sent to no model: it is {guess.describe()}. The models read chest "
-            "radiographs and CT slices; to read it anyway, name a model (for example "
-            "`lungcad predict jsrt-nodules FILE`): its answer will be flagged out of domain")
+            "radiographs and CT slices; to read it anyway, pick a model by name (the page's "
+            "model menu, or `lungcad predict MODEL FILE`): its answer will be flagged out of "
+            "domain")
 
 
 def models_for(modality: str) -> list[str]:
