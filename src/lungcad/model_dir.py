@@ -326,7 +326,7 @@ class LungModel:
             image, modality = loaded.array, loaded.meta.modality
             spacing_mm = spacing_mm or loaded.meta.pixel_spacing_mm
         return segment_image(self.network, self.spec.preprocessing, image, source, spacing_mm,
-                             modality)
+                             modality, self.screen([image], [source], [modality])[0])
 
     def explain(self, image, method: str = "gradcam", target_class: str | None = None) -> np.ndarray:
         """Saliency map of one image (a path, or an array as ``load_image`` returns): 2-D float32

@@ -69,6 +69,7 @@ class BatchPredictions:
     failures: list[tuple[str, str]]                  # (path, message) of images that failed
     probabilities: np.ndarray                        # (rows, classes), the table's prob_ columns
     findings: pd.DataFrame | None = None             # a detector's marks, one row a mark
+    domain_notes: list[str] | None = None            # per row: the domain check's note, if any
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +305,8 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
     table = prediction_table(model, inp, kept, matrix)
     add_check_columns(model, table, [checks[i] for i in kept])
     findings = None if marks is None else marks.add_to(table)
-    return BatchPredictions(table, failures, matrix, findings)
+    return BatchPredictions(table, failures, matrix, findings,
+                            [checks[i].note() if i in checks else "" for i in kept])
 
 
 def prediction_table(model, inp: PredictionInput, rows: Sequence[int],

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
             from lungcad.commands.predict_auto import domain_note
 
             print(verdict_line(Path(result.table["path"][0]).name, result.probabilities[0], model,
-                               domain_note(model, result.table.iloc[0])))
+                               domain_note(result, 0)))
             if result.findings is not None:
                 _print_marks(result.table.iloc[0], result.findings)
     elif len(result.table):

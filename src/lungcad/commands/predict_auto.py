@@ -1,8 +1,9 @@
 """``lungcad predict auto INPUT...``: each image through the bundled model(s) of its modality.
 
 Not a verb of its own: ``lungcad predict`` hands its arguments here when MODEL is ``auto``.
-Each image's modality comes from its DICOM Modality tag, else from the shipped radiograph-vs-CT
-classifier; its rows (one per model that read it) carry ``modality`` and ``modality_source``,
+Each image's modality comes from its DICOM Modality tag, else from the shipped modality
+classifier (an image that is neither a chest radiograph nor a CT slice goes to no model: it is
+named on stderr with the reason, and the exit status is 1); its rows (one per model that read it) carry ``modality`` and ``modality_source``,
 and ``prob_<class>`` columns of every model (blank where a model has no such class).
 """
 
@@ -14,7 +15,9 @@ from pathlib import Path
 
 def route(inp, failures: list) -> tuple[dict[str, list[int]], dict]:
     """Positions of ``inp``'s images by modality, and each position's
-    :class:`~lungcad.domain.modality.ModalityGuess`; unreadable images go to ``failures``."""
+    :class:`~lungcad.domain.modality.ModalityGuess`; unreadable images, and those that are
+    neither modality (:func:`lungcad.domain.auto.routed`), go to ``failures``."""
+    from lungcad.domain.auto import not_routed, routed
     from lungcad.domain.modality import guess_modality
     from lungcad.errors import LungcadError
     from lungcad.io import load_image
@@ -28,6 +31,9 @@ def route(inp, failures: list) -> tuple[dict[str, list[int]], dict]:
             failures.append((key, str(exc)))
             continue
         guess = guess_modality(loaded.array, loaded.meta.modality)
+        if routed(guess) is None:
+            failures.append((key, not_routed(guess, Path(key).name)))
+            continue
         guesses[i] = guess
         groups.setdefault(guess.modality, []).append(i)
     return groups, guesses
@@ -86,9 +92,10 @@ def run_auto(args, report_failure) -> int:
             table.insert(1, "modality", [g.modality for g in guesses])
             table.insert(2, "modality_source", [g.source for g in guesses])
             tables.append(table)
-            for row, probs in zip(table.itertuples(index=False), result.probabilities):
-                note = domain_note(model, row)
-                lines.append(f"{name}: " + verdict_line(Path(row.path).name, probs, model, note))
+            for k, (row, probs) in enumerate(zip(table.itertuples(index=False),
+                                                 result.probabilities)):
+                lines.append(f"{name}: " + verdict_line(Path(row.path).name, probs, model,
+                                                        domain_note(result, k)))
     if verdict:
         for line in lines:
             print(line)
@@ -115,17 +122,8 @@ def run_auto(args, report_failure) -> int:
     return 0
 
 
-def domain_note(model, row) -> str:
-    """The verdict line's note for a predictions row: out of domain, in the training data."""
-    import pandas as pd
-
-    from lungcad.domain.check import Screen
-
-    in_domain = getattr(row, "in_domain", None)
-    in_training = getattr(row, "in_training_data", None)
-    in_training = None if in_training is None or pd.isna(in_training) else bool(in_training)
-    reference = getattr(model, "domain_reference", None)
-    if in_domain is None or pd.isna(in_domain) or bool(in_domain) or reference is None:
-        return Screen(in_training=in_training).note()
-    return Screen(score=float(row.domain_score), in_domain=False, threshold=reference.threshold,
-                  in_training=in_training).note()
+def domain_note(result, position: int) -> str:
+    """The domain check's note on row ``position`` of a :func:`~lungcad.prediction.predict_input`
+    result ("" where the image is in domain or the model has no check)."""
+    notes = result.domain_notes or []
+    return notes[position] if position < len(notes) else ""

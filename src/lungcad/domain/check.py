@@ -9,7 +9,9 @@ no network, so PyTorch and ONNX Runtime give the same answer):
    (:mod:`lungcad.domain.modality`);
 2. domain score: the input's distance to the model's training images
    (:mod:`lungcad.domain.reference`); above the stored threshold the input is **out of
-   domain**: it is still answered, and the answer says so.
+   domain**: it is still answered, and the answer says so. An input the modality check calls
+   neither a chest radiograph nor a CT slice (a photograph, a gradient) is out of domain
+   whatever its score, and the answer says why.
 
 Models without ``domain`` in model.json (older directories, models made by ``lungcad train``)
 get neither check: their ``in_domain`` is None (unknown).
@@ -44,17 +46,22 @@ class Screen:
     score: float | None = None
     in_domain: bool | None = None
     threshold: float | None = None
-    modality: str | None = None   # radiograph / ct, as decided (tag or image)
+    modality: str | None = None   # radiograph / ct / neither, as decided (tag or image)
+    neither: str = ""             # why the image is neither modality, where it is
     in_training: bool | None = None  # one of the model's training images (None: not recorded)
 
-    def note(self) -> str:
+    def note(self, what: str = "verdict") -> str:
         """A sentence for verdict lines and pages; empty where the input is in domain and not
         one of the model's training images."""
         notes = [IN_TRAINING_NOTE] if self.in_training else []
-        if self.in_domain is False:
+        if self.in_domain is False and self.neither:
+            notes.insert(0, f"OUT OF DOMAIN: this image is {self.neither}, so "
+                            f"{OUT_OF_DOMAIN_TEXT} (domain score {self.score:.3g}, threshold "
+                            f"{self.threshold:.3g}); do not read this {what}")
+        elif self.in_domain is False:
             notes.insert(0, f"OUT OF DOMAIN: {OUT_OF_DOMAIN_TEXT} (domain score "
                             f"{self.score:.3g} > threshold {self.threshold:.3g}); do not read "
-                            "this verdict")
+                            f"this {what}")
         return "; ".join(notes)
 
 
@@ -88,9 +95,11 @@ def screen(model, images: Sequence[np.ndarray], names: Sequence[str] | None = No
             out.append(Screen(refused=message, modality=guess.modality))
             continue
         score = float(reference.score(describe(image, reference.size)[None])[0])
-        out.append(Screen(score=score, in_domain=bool(score <= reference.threshold),
+        neither = guess.describe() if guess.modality == "neither" else ""
+        out.append(Screen(score=score, in_domain=bool(score <= reference.threshold
+                                                      and not neither),
                           threshold=reference.threshold, modality=guess.modality,
-                          in_training=in_training_data(model, image)))
+                          neither=neither, in_training=in_training_data(model, image)))
     return out
 
 

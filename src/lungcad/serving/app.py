@@ -97,11 +97,12 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
                 "lungs_model": lungs_id}
 
     @app.post(f"{API}/modality", response_model=ModalityResponse, responses=ERRORS,
-              tags=["predict"])
+              response_model_exclude_none=True, tags=["predict"])
     async def modality(request: Request,
                        file: Annotated[UploadFile, File(description="One image")]) -> dict:
         """Radiograph or CT slice (DICOM Modality tag, else the shipped image classifier), and
-        the served models of that modality: what the page's automatic choice runs. One image
+        the served models of that modality: what the page's automatic choice runs. An image
+        that is neither (a photograph, a gradient) gets no model and the ``reason``. One image
         per request, as for `/predict`."""
         await _refuse_several_files(request)
         data = await file.read()

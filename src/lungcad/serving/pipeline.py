@@ -47,7 +47,9 @@ def analyse(served: ServedModel, data: bytes, filename: str | None, settings, fr
 
 
 def modality_answer(served: dict, data: bytes, filename: str | None, settings) -> dict:
-    """The modality of one upload and the served models (not segmenters) that read it."""
+    """The modality of one upload and the served models (not segmenters) that read it; none,
+    with the ``reason``, for an image that is neither a chest radiograph nor a CT slice."""
+    from lungcad.domain.auto import not_routed, routed
     from lungcad.domain.modality import canonical, guess_modality
     from lungcad.errors import LungcadError
     from lungcad.io import load_image
@@ -59,10 +61,13 @@ def modality_answer(served: dict, data: bytes, filename: str | None, settings) -
         guess = guess_modality(loaded.array, loaded.meta.modality)
     except LungcadError as error:
         raise ApiError(422, str(error)) from None
-    return {"modality": guess.modality, "source": guess.source,
-            "confidence": guess.confidence,
-            "models": [mid for mid, s in served.items() if s.kind != "segmenter"
-                       and canonical(s.spec.modality) == guess.modality]}
+    answer = {"modality": guess.modality, "source": guess.source,
+              "confidence": guess.confidence,
+              "models": [mid for mid, s in served.items() if s.kind != "segmenter"
+                         and canonical(s.spec.modality) == routed(guess)]}
+    if routed(guess) is None:  # neither modality: no model, and why
+        answer["reason"] = not_routed(guess, safe_label(filename) or "image")
+    return answer
 
 
 AUTO = "auto"
@@ -71,13 +76,16 @@ AUTO = "auto"
 def auto_model_id(served: dict, data: bytes, filename: str | None, settings) -> tuple[str, dict]:
     """REST ``model=auto``: the first served model (not a segmenter) of the upload's modality,
     and the modality answer behind the choice. Where none is of that modality, the first served
-    model, whose own modality check refuses the image (422) where it is sure of the mismatch."""
+    model, whose own modality check refuses the image (422) where it is sure of the mismatch.
+    An image that is neither a radiograph nor a CT slice gets no model: 422 with the reason."""
     from lungcad.serving.service import ApiError
 
     try:
         answer = modality_answer(served, data, filename, settings)
     except ApiError:  # unreadable here (or a frame to pick): the model's own reading says why
         answer = {"modality": "unknown", "source": "not read", "models": []}
+    if answer.get("reason"):
+        raise ApiError(422, f"{answer['reason']}; name a model (model=...) to read it anyway")
     readers = answer["models"] or [mid for mid, s in served.items() if s.kind != "segmenter"]
     if not readers:
         raise ApiError(422, f"no served model reads images; this server serves: "

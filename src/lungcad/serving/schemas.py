@@ -79,6 +79,7 @@ class SegmentationResponse(BaseModel):
     plausible: bool
     measures: dict[str, float]
     warnings: list[str]
+    in_domain: bool | None = None  # the segmenter's domain check (None: it has none)
     mask_png: str
     overlay_png: str
     image: ImageInfo
@@ -105,10 +106,11 @@ class ModelInfoResponse(BaseModel):
 
 
 class ModalityResponse(BaseModel):
-    modality: str          # "radiograph" or "ct"
+    modality: str          # "radiograph", "ct" or (by the image alone) "neither"
     source: str            # "DICOM Modality tag" or "image classifier"
     confidence: float
     models: list[str]      # served models (not segmenters) of that modality: what auto picks
+    reason: str | None = None  # "neither": why, and that no model was picked
 
 
 class ModelsResponse(BaseModel):

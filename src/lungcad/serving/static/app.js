@@ -439,7 +439,9 @@ async function analyseAuto(file, card, wantHeatmap, wantLungs) {
     return null;
   }
   if (!body.models.length) {
-    renderError(card, `This ${body.modality} image has no served model of its modality.`);
+    // "neither" (a photograph, a gradient): the server says why no model reads it
+    renderError(card, body.reason ||
+                `This ${body.modality} image has no served model of its modality.`);
     return null;
   }
   const what = body.modality === "ct" ? "CT slice" : "chest radiograph";
