@@ -82,6 +82,9 @@ def register(subparsers) -> None:
                              "findings.csv beside the predictions, or <stem>_findings.csv)")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                         help="run the model with PyTorch (default) or ONNX Runtime")
+    from lungcad.commands.predict_ray import add_options
+
+    add_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -117,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.prediction import (check_output, collect_input, model_label, model_task,
                                     predict_input, verdict_line, write_predictions)
 
+    from lungcad.commands.predict_ray import check_local, run_ray
+
+    if args.engine == "ray":
+        return run_ray(args, _report_failure)
+    check_local(args)
     if args.model == "auto":
         from lungcad.commands.predict_auto import run_auto
 
