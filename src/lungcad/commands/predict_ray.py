@@ -45,7 +45,7 @@ def check_local(args) -> None:
         ("--cpus-per-worker", args.cpus_per_worker, 1.0),
         ("--gpus-per-worker", args.gpus_per_worker, 0.0)) if value != default]
     if given:
-        raise LungcadError(f"{', '.join(given)} go with --engine ray")
+        raise LungcadError(f"{', '.join(given)}: only with --engine ray")
 
 
 def run_ray(args, report_failure) -> int:
