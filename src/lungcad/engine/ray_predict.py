@@ -115,8 +115,13 @@ def _predict(ray, todo: pd.DataFrame, source, out_dir: Path, *, model: str, runt
                                "out_dir": str(out_dir), "batch_size": batch_size,
                                "threads": max(1, int(cpus)), **options})
     done = 0
-    for batch in dataset.iter_batches(batch_format="pandas", batch_size=None):
-        done += len(batch)
+    try:
+        for batch in dataset.iter_batches(batch_format="pandas", batch_size=None):
+            done += len(batch)
+    except ray.exceptions.RayError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LungcadError(f"the Ray job stopped ({first}); the finished batches are kept in "
+                           f"{out_dir / 'shards'}: run the same command again to finish") from None
     return done
 
 
