@@ -56,7 +56,7 @@ def parse_args() -> argparse.Namespace:
 def profile_steps(files: list[Path], size: int) -> None:
     """Median ms per file of each step of ``convert_one``, one core, page cache warm: read the
     bytes, decode (``load_image``, reading included), area resize, PNG write at zlib level 6
-    (Pillow's default) and at the level prepare uses."""
+    (Pillow's default), at the level prepare uses and at 0 (stored, no compression)."""
     import statistics
 
     from PIL import Image
@@ -81,7 +81,7 @@ def profile_steps(files: list[Path], size: int) -> None:
             small = timed(f"resize {loaded.array.shape[0]} -> {size}",
                           lambda: resize_area(loaded.array, size))
             pixels = Image.fromarray(np.round(np.clip(small, 0, 1) * 65535).astype(np.uint16))
-            for level in (6, PNG_COMPRESS_LEVEL):
+            for level in sorted({6, PNG_COMPRESS_LEVEL, 0}, reverse=True):
                 target = Path(tmp) / f"{i}-{level}.png"
                 timed(f"PNG write, zlib level {level}",
                       lambda: pixels.save(target, compress_level=level))
