@@ -17,6 +17,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'lungcad[ray]'")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'lungcad[ray]'")
+pytest.importorskip("pyarrow", reason="pyarrow is not installed: pip install 'lungcad[ray]'")
 
 from detector_testing import chest_png  # noqa: E402
 
