@@ -5,8 +5,8 @@ place) are predicted by ``--model`` (default jsrt-nodules, the detector) four wa
 whole command a user types (``python -m lungcad predict ...``, Python start-up included):
 
 - plain, one image (its fixed cost: start-up and model load) and plain, all images; twice:
-  with the environment as it is (OMP_NUM_THREADS unset unless the shell sets it) and with
-  ``OMP_NUM_THREADS`` = the cores, which is what Ray gives an actor with that many CPUs;
+  with the environment as it is (OMP_NUM_THREADS unset unless the shell sets it: torch takes
+  a thread a core) and with ``OMP_NUM_THREADS=1`` (one torch thread, as a 1-CPU Ray actor);
 - ``--engine ray --workers 1 --cpus-per-worker C`` and ``--workers 2 --cpus-per-worker C/2``
   (C: this machine's cores, so that every run has the same cores), a local Ray started by the
   command and shut down after.
@@ -83,10 +83,11 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="lungcad-ray-bench-") as tmp:
         tmp = Path(tmp)
-        # Ray gives each actor OMP_NUM_THREADS = its CPUs; plain runs once as the user's shell
-        # has it (unset here unless set) and once with OMP_NUM_THREADS = the cores
+        # plain runs once as the user's shell has it (torch: one thread a core unless
+        # OMP_NUM_THREADS is set) and once with OMP_NUM_THREADS=1 (torch: one thread), which
+        # is what Ray gives a 1-CPU actor
         for name, extra in (("plain `lungcad predict`", None),
-                            (f"plain, OMP_NUM_THREADS={cores}", {"OMP_NUM_THREADS": str(cores)})):
+                            ("plain, OMP_NUM_THREADS=1", {"OMP_NUM_THREADS": "1"})):
             one = run(["predict", args.model, paths[0], "--out", str(tmp / "one.csv")],
                       tmp / "one.csv", extra)
             plain = run(["predict", args.model, *paths, "--out", str(tmp / "plain.csv"),

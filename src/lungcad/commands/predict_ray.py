@@ -30,7 +30,8 @@ def add_options(parser) -> None:
     group.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="N",
                        help="--engine ray: CPUs (torch threads) per actor (default 1)")
     group.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="N",
-                       help="--engine ray: GPUs per actor (default 0)")
+                       help="--engine ray: GPUs reserved per actor (default 0); lungcad's "
+                            "models still run on the CPU (docs/scale.md)")
     group.add_argument("--address", metavar="ADDRESS",
                        help="--engine ray: join this Ray cluster (auto, HOST:6379 or "
                             "ray://HOST:10001) instead of starting a local Ray")
