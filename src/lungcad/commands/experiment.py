@@ -44,6 +44,11 @@ def register(subparsers) -> None:
                         help="dataset folder, instead of the config's")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config key (repeatable)")
+    parser.add_argument("--devices", type=int, help="Lightning devices per machine (GPUs, or "
+                        "CPU processes with --strategy ddp)")
+    parser.add_argument("--num-nodes", type=int, dest="num_nodes",
+                        help="Lightning num_nodes: machines that train each fold together")
+    parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N",
                         help="bootstrap resamples for the pooled report's intervals "
                              "(default 2000; 0: none)")
@@ -64,9 +69,9 @@ def register(subparsers) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The command as a person would type it again (paths as given)."""
     words = ["lungcad", "experiment", str(args.config), "--out", str(args.out)]
-    for flag in ("folds", "split", "data"):
-        if getattr(args, flag) is not None:
-            words += [f"--{flag}", str(getattr(args, flag))]
+    for flag in ("folds", "split", "data", "devices", "num_nodes", "strategy"):
+        if getattr(args, flag, None) is not None:
+            words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for override in args.overrides:
         words += ["--set", override]
     for dataset in getattr(args, "external", []):
@@ -99,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"dataset={args.data.resolve()}")
     if args.split is not None:
         overrides.append(f"split={args.split.resolve()}")
-    config, options = load_experiment_config(args.config, overrides)
+    from lungcad.commands.train import hardware_overrides
+
+    config, options = load_experiment_config(args.config, overrides + hardware_overrides(args))
     if args.final:
         from lungcad.experiment.final import final_fit
 

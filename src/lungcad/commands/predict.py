@@ -52,8 +52,11 @@ def register(subparsers) -> None:
     parser.add_argument("model", metavar="MODEL",
                         help="model directory, run folder, bundled name, or auto (the bundled "
                              "model(s) of each image's modality: DICOM tag, else the image)")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+",
+    parser.add_argument("inputs", metavar="INPUT", nargs="*",
                         help="image files, folders, or one dataset folder")
+    parser.add_argument("--list", type=Path, metavar="FILES.txt",
+                        help="also predict the files listed here, one path a line (relative "
+                             "paths from the list's folder; # starts a comment)")
     parser.add_argument("--out", type=Path, metavar="PREDICTIONS.csv",
                         help="predictions file to write (default: predictions.csv, or a one-line "
                              "verdict for a single image)")
@@ -86,6 +89,9 @@ def register(subparsers) -> None:
                              "findings.csv beside the predictions, or <stem>_findings.csv)")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                         help="run the model with PyTorch (default) or ONNX Runtime")
+    from lungcad.commands.predict_ray import add_options
+
+    add_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -121,6 +127,15 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.prediction import (check_output, collect_input, model_label, model_task,
                                     predict_input, verdict_line, write_predictions)
 
+    from lungcad.commands.predict_ray import check_local, run_ray
+
+    if args.list is not None:
+        from lungcad.image_files import read_file_list
+
+        args.inputs = list(args.inputs) + read_file_list(args.list)
+    if args.engine == "ray":
+        return run_ray(args, _report_failure)
+    check_local(args)
     if args.model == "auto":
         from lungcad.commands.predict_auto import run_auto
 

@@ -70,6 +70,12 @@ class PrepareResult:
     skipped: list[str] = field(default_factory=list)               # not images, not attempted
 
 
+# zlib level of the PNGs written: 1 instead of Pillow's 6. The encoder is the largest cost of a
+# file (docs/benchmarks.md, "Data preparation"); level 1 writes a 16-bit JSRT image in about
+# two thirds of the time for a file about a fifth larger; the pixels are the same.
+PNG_COMPRESS_LEVEL = 1
+
+
 def _write_png(array: np.ndarray, path: Path, sixteen_bit: bool) -> None:
     from PIL import Image
 
@@ -80,7 +86,7 @@ def _write_png(array: np.ndarray, path: Path, sixteen_bit: bool) -> None:
     else:
         image = Image.fromarray(np.round(clipped * 255).astype(np.uint8))
     partial = path.with_name(path.name + ".partial.png")
-    image.save(partial)
+    image.save(partial, compress_level=PNG_COMPRESS_LEVEL)
     partial.replace(path)
 
 
