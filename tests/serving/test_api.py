@@ -86,7 +86,7 @@ def test_predict_each_format_matches_the_model(request, client, binary_model, fi
     from lungcad.io import load_image
 
     data = request.getfixturevalue(fixture)
-    response = post_image(client, data, name)
+    response = post_image(client, data, name, params={"model": "test-ct-binary"})  # not routing
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == "test-ct-binary" and body["model_version"] == "7"
