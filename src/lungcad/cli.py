@@ -50,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra[:1] == ["--"] and isinstance(getattr(args, "inputs", None), list):
+        # Python 3.11's argparse leaves what follows "--" unmatched where the inputs are
+        # nargs="*" (predict: none are needed with --list); they are inputs all the same
+        args.inputs += extra[1:]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -382,3 +382,36 @@ def test_docs_work_offline(client):
     assert {"/api/v1/predict", "/api/v1/models", "/api/v1/health"} <= set(schema["paths"])
     responses = schema["paths"]["/api/v1/predict"]["post"]["responses"]
     assert {"200", "404", "413", "422"} <= set(responses)
+
+
+def _colour_gradient() -> bytes:
+    yy, xx = np.mgrid[:600, :800]
+    rgb = np.stack([xx / 800, yy / 600, 1 - xx / 800], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray((rgb * 255).astype(np.uint8), "RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_auto_sends_an_image_of_neither_modality_to_no_model_and_says_why(client):
+    """The default (auto) on a server of several models: a colour gradient is neither a chest
+    radiograph nor a CT slice, so no model is picked for it, and the answer says how to read
+    it anyway; named, a model reads it."""
+    response = post_image(client, _colour_gradient(), "gradient.png")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "gradient.png: sent to no model" in error and "neither" in error
+    assert "model=" in error
+    named = post_image(client, _colour_gradient(), "gradient.png",
+                       params={"model": "test-ct-binary"})
+    assert named.status_code == 200 and named.json()["model"] == "test-ct-binary"
+
+
+def test_a_server_of_one_model_reads_every_image_with_it(binary_model_dir):
+    from fastapi.testclient import TestClient
+
+    from lungcad.serving import create_app
+
+    with TestClient(create_app([str(binary_model_dir)]), base_url=LOCAL) as one:
+        response = post_image(one, _colour_gradient(), "gradient.png")
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "test-ct-binary"
