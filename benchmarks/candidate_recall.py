@@ -187,8 +187,12 @@ def main(argv=None) -> int:
         chosen.append(best)
         pooled.append(select(table, split.part(k, "test"), *best))
     print("\nper fold (filter, order):", chosen)
-    show(("union with the map, " if args.maps else "") + "blob filter chosen per fold on its training images (pooled test folds)",
-         pd.concat(pooled, ignore_index=True))
+    show(("union with the map, " if args.maps else "") + "blob filter chosen per fold on its "
+         "training images (pooled test folds)", pd.concat(pooled, ignore_index=True))
     if args.maps:
         show(map_label, table[table["variant"] == "map"])
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

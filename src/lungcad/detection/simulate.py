@@ -104,6 +104,13 @@ def background_removed(image: np.ndarray, x: float, y: float, diameter_px: float
     return (residual * weight)[sl, sl]
 
 
+def support_radius(patch: np.ndarray) -> float:
+    """Distance from the centre pixel of a square patch to its farthest non-zero pixel."""
+    half = patch.shape[0] // 2
+    rows, cols = np.nonzero(patch)
+    return float(np.hypot(rows - half, cols - half).max()) if len(rows) else 0.0
+
+
 def add_patch(image: np.ndarray, patch: np.ndarray, x: float, y: float) -> np.ndarray:
     """``image`` plus ``patch`` centred on pixel (round(x), round(y)), clipped to [0, 1]."""
     out = np.array(image, np.float32, copy=True)
@@ -146,7 +153,7 @@ def place(lung_mask: np.ndarray, diameter_px: float, avoid_px: Sequence[tuple[fl
     from scipy import ndimage
 
     depth = ndimage.distance_transform_edt(np.asarray(lung_mask, bool))
-    ok = depth > diameter_px / 2 + 1
+    ok = depth > diameter_px / 2 + 1   # the disc (and one pixel of rounding) inside
     if len(avoid_px):
         rows, cols = np.indices(ok.shape)
         for ax, ay in avoid_px:
@@ -245,20 +252,19 @@ class FoldSimulator:
                 donor = (donors if len(donors) else self.real).sample(
                     1, random_state=int(rng.integers(2 ** 31))).iloc[0]
                 d, c = float(donor["diameter_mm"]), float(donor["contrast"])
-            else:
-                d, c = sampler.sample(rng)
-            at = place(lungs, d / self.mm_per_pixel, avoid, clearance, rng)
-            if at is None:
-                continue
-            if kind == "paste":
                 patch = background_removed(self.load_image(donor["path"]), donor["x"],
                                            donor["y"], d / self.mm_per_pixel)
                 patch = np.rot90(patch, int(rng.integers(4)))
                 patch = patch[:, ::-1] if rng.random() < 0.5 else patch
                 source = str(donor["path"])
             else:
+                d, c = sampler.sample(rng)
                 patch = self.sphere_patch(d, c, rng)
                 source = ""
+            # the whole patch (not only the nodule's disc) must fall inside the lungs
+            at = place(lungs, 2 * support_radius(patch), avoid, clearance, rng)
+            if at is None:
+                continue
             image = add_patch(image, patch, *at)
             avoid.append(at)
             placed.append({"x": at[0], "y": at[1], "diameter_mm": d, "contrast": c,
