@@ -190,6 +190,7 @@ class FoldSimulator:
     lobulation: float = 0.15
     max_elongation: float = 1.3
     edge_mm: tuple[float, float] = (0.5, 2.0)
+    contrast_scale: tuple[float, float] = (0.5, 2.0)
     real: pd.DataFrame = field(init=False)
 
     def __post_init__(self):
@@ -265,6 +266,7 @@ class FoldSimulator:
             at = place(lungs, 2 * support_radius(patch), avoid, clearance, rng)
             if at is None:
                 continue
+            patch = self.matched(patch, image, at, d / self.mm_per_pixel, c)
             image = add_patch(image, patch, *at)
             avoid.append(at)
             placed.append({"x": at[0], "y": at[1], "diameter_mm": d, "contrast": c,
@@ -272,17 +274,37 @@ class FoldSimulator:
         return SimulatedImage(path, image, pd.DataFrame(
             placed, columns=["x", "y", "diameter_mm", "contrast", "kind", "source_path"]))
 
+    def matched(self, patch: np.ndarray, image: np.ndarray, at: tuple[float, float],
+                d_px: float, contrast: float) -> np.ndarray:
+        """``patch`` scaled so that the contrast measured on the output (the background's own
+        ring-to-centre difference at ``at`` included) is ``contrast``, as the real nodules'
+        contrasts were measured on their images; the scale is kept within
+        ``contrast_scale``."""
+        half = patch.shape[0] // 2
+        own = measure_contrast(np.pad(patch, max(0, int(np.ceil(RING[1] * d_px / 2)) - half)),
+                               *(2 * [max(half, int(np.ceil(RING[1] * d_px / 2)))]), d_px)
+        background = measure_contrast(image, at[0], at[1], d_px)
+        low, high = self.contrast_scale
+        return patch * float(np.clip((contrast - background) / max(own, 1e-6), low, high))
+
     def sphere_patch(self, diameter_mm: float, contrast: float,
                      rng: np.random.Generator) -> np.ndarray:
-        """A sphere/ellipsoid nodule patch whose measured contrast on a flat background is
-        ``contrast``."""
+        """A sphere/ellipsoid nodule patch whose size (:func:`measured_diameter_px`) and
+        measured contrast on a flat background are ``diameter_mm`` and ``contrast`` (the soft
+        edge widens a projected sphere: its outline is shrunk once to make up for it)."""
         d_px = diameter_mm / self.mm_per_pixel
         half = int(np.ceil(RING[1] * d_px / 2)) + 2
-        edge = rng.uniform(*self.edge_mm) / self.mm_per_pixel
-        profile = sphere_profile((2 * half + 1, 2 * half + 1), half, half, d_px, edge,
-                                 rng.uniform(0, self.lobulation),
-                                 rng.uniform(1.0, self.max_elongation),
-                                 rng.uniform(0, np.pi), rng)
+        shape = (2 * half + 1, 2 * half + 1)
+        args = (rng.uniform(*self.edge_mm) / self.mm_per_pixel, rng.uniform(0, self.lobulation),
+                rng.uniform(1.0, self.max_elongation), rng.uniform(0, np.pi),
+                int(rng.integers(2 ** 31)))
+
+        def render(d: float) -> np.ndarray:
+            return sphere_profile(shape, half, half, d, *args[:4],
+                                  rng=np.random.default_rng(args[4]))
+
+        profile = render(d_px)
+        profile = render(d_px * d_px / max(measured_diameter_px(profile), 1.0))
         unit = measure_contrast(profile, half, half, d_px)
         return profile * (contrast / max(unit, 1e-6))
 
