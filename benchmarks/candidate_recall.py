@@ -88,13 +88,14 @@ def cache_masks(dataset: Path, paths: list[str], folds: dict, maps: str | None,
     return result
 
 
-def all_candidates(dataset: Path, masks: dict, out: Path, name: str) -> pd.DataFrame:
-    """Every image's 100 strongest candidates of each source (cached in ``out``)."""
+def all_candidates(dataset: Path, masks: dict, out: Path, name: str,
+                   pool: int = POOL) -> pd.DataFrame:
+    """Every image's ``pool`` strongest candidates of each source (cached in ``out``)."""
     from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
     from lungcad.detection.candidates import BlobSettings, blob_candidates, map_candidates
     from lungcad.io import load_image
 
-    cache = out / f"candidates-{name}.csv"
+    cache = out / (f"candidates-{name}.csv" if pool == POOL else f"candidates-{name}-{pool}.csv")
     if cache.is_file():
         return pd.read_csv(cache, dtype={"path": str})
     frames, t0 = [], time.time()
@@ -104,9 +105,9 @@ def all_candidates(dataset: Path, masks: dict, out: Path, name: str) -> pd.DataF
         parts = {}
         if name == "map":
             parts["map"] = map_candidates(have["nodule_map"], have["lung"], image.shape, mm,
-                                          POOL)
+                                          pool)
         else:
-            parts[name] = blob_candidates(image, have["lung"], mm, POOL,
+            parts[name] = blob_candidates(image, have["lung"], mm, pool,
                                           BlobSettings(**VARIANTS[name]))
         for variant, frame in parts.items():
             frames.append(frame.assign(path=path, variant=variant))
@@ -151,6 +152,8 @@ def main(argv=None) -> int:
                         help="add the detector map's maxima: an experiment folder with "
                              "fold-K/model (out of fold), or 'bundled' (jsrt-nodules, IN SAMPLE)")
     parser.add_argument("--out", type=Path, default=Path("runs/candidates"))
+    parser.add_argument("--pool", type=int, default=POOL,
+                        help="candidates kept an image before any re-ranking (default 100)")
     args = parser.parse_args(argv)
     import torch
 
@@ -162,7 +165,7 @@ def main(argv=None) -> int:
     masks = cache_masks(args.dataset, paths, folds, args.maps,
                         args.out / ("maps-" + ("bundled" if args.maps == "bundled" else "oof")
                                     if args.maps else "masks"))
-    table = pd.concat([all_candidates(args.dataset, masks, args.out, name)
+    table = pd.concat([all_candidates(args.dataset, masks, args.out, name, args.pool)
                        for name in ([*VARIANTS, "map"] if args.maps else VARIANTS)],
                       ignore_index=True)
     truth = lambda images: truth_from_table(manifest.table, list(images))  # noqa: E731
@@ -191,7 +194,44 @@ def main(argv=None) -> int:
          "training images (pooled test folds)", pd.concat(pooled, ignore_index=True))
     if args.maps:
         show(map_label, table[table["variant"] == "map"])
+    # re-ranked: a small model fitted per fold on its training images' candidates only
+    blobs = pd.concat([select(table, split.part(k, "test"), chosen[k][0], None)
+                       for k in range(split.n_folds)], ignore_index=True)
+    blobs = labelled(with_features(blobs, args.dataset), truth(paths))
+    from lungcad.detection.candidate_rank import MODELS, CandidateRanker, reranked
+
+    for model in MODELS:
+        pooled = []
+        for k in range(split.n_folds):
+            test = blobs["path"].isin(set(split.part(k, "test")))
+            ranker = CandidateRanker(model).fit(blobs[~test], blobs.loc[~test, "hit"])
+            pooled.append(reranked(blobs[test], ranker.score(blobs[test])))
+        show(f"blobs re-ranked ({model}, fitted per fold on its training images' candidates)",
+             pd.concat(pooled, ignore_index=True))
     return 0
+
+
+def with_features(candidates: pd.DataFrame, dataset: Path) -> pd.DataFrame:
+    from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+    from lungcad.detection.candidate_rank import candidate_features
+    from lungcad.io import load_image
+
+    frames = []
+    for path, group in candidates.groupby("path", sort=False):
+        image = load_image(dataset / path).array
+        features = candidate_features(image, group, jsrt_mm_per_pixel(image.shape[1]))
+        frames.append(group.join(features.drop(columns=[c for c in features if c in group])))
+    return pd.concat(frames)
+
+
+def labelled(candidates: pd.DataFrame, truth) -> pd.DataFrame:
+    """``hit``: 1 where the candidate hits a nodule by the FROC hit rule."""
+    from lungcad.evaluation.froc import match, validate_findings
+
+    frame = candidates.reset_index(drop=True)
+    events = match(validate_findings(frame.assign(score=-frame["rank"].astype(float)),
+                                     "candidates"), truth)
+    return frame.assign(hit=(events.mark_nodule >= 0).astype(int))
 
 
 if __name__ == "__main__":

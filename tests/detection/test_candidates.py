@@ -104,3 +104,23 @@ def test_recall_on_a_hand_case():
     cand.loc[3, "x"] = 100.0 + 14.6
     assert candidate_recall(cand, truth, ks=(4,)).set_index("nodules").loc[
         "all", "top 4"] == pytest.approx(1 / 3)
+
+
+def test_a_fitted_ranker_puts_bright_round_candidates_first():
+    from lungcad.detection.candidate_rank import (CandidateRanker, candidate_features,
+                                                  reranked)
+
+    image = hand_image()
+    found = blob_candidates(image, None, MM, 30).assign(path="img")
+    features = found.join(candidate_features(image, found, MM).drop(columns=["radius_mm"]))
+    # train on a label that the contrast feature decides: the two nodules are the hits
+    hits = ((features["x"] - 70).abs() + (features["y"] - 150).abs() < 5) | \
+        ((features["x"] - 180).abs() + (features["y"] - 170).abs() < 5)
+    assert hits.sum() == 2
+    flipped = features.assign(rank=features["rank"][::-1].to_numpy())  # hide the filter order
+    ranker = CandidateRanker("logistic").fit(flipped, hits)
+    out = reranked(flipped, ranker.score(flipped))
+    assert list(out["rank"]) == list(range(len(out)))
+    assert set(out.head(2)["x"].round()) == set(features[hits]["x"].round())
+    with pytest.raises(LungcadError, match="hit a nodule and others"):
+        CandidateRanker().fit(features, np.zeros(len(features)))
