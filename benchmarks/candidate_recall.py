@@ -5,9 +5,9 @@ map's maxima, and their union (round robin).
 Folds: the committed patient-disjoint ``splits/jsrt-nodule-10fold.json``. The one thing chosen
 from data, the blob filter (``dot`` or ``log``) and the union's order, is chosen per fold on that
 fold's training images only (highest recall at 50 there) and applied to its test images; the
-pooled test recall is reported. Maps: with ``--run DIR`` (a ``lungcad experiment`` of
+pooled test recall is reported. Maps: with ``--maps DIR`` (a ``lungcad experiment`` of
 ``configs/jsrt-nodule-heatmap-detector.yaml``) each image's map comes from the fold model that
-never saw it (out of fold); without it, from the bundled ``jsrt-nodules``, which was trained on
+never saw it (out of fold); with ``--maps bundled``, from the bundled ``jsrt-nodules``, which was trained on
 all 198 images, so its map rows are an IN-SAMPLE diagnostic only (labelled so). Lung masks: the
 bundled ``jsrt-lungs`` (trained on all 198 masks; the masks carry no nodule label).
 
@@ -152,6 +152,7 @@ def main(argv=None) -> int:
                         help="add the detector map's maxima: an experiment folder with "
                              "fold-K/model (out of fold), or 'bundled' (jsrt-nodules, IN SAMPLE)")
     parser.add_argument("--out", type=Path, default=Path("runs/candidates"))
+    parser.add_argument("--filters", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--pool", type=int, default=POOL,
                         help="candidates kept an image before any re-ranking (default 100)")
     args = parser.parse_args(argv)
@@ -166,22 +167,24 @@ def main(argv=None) -> int:
                         args.out / ("maps-" + ("bundled" if args.maps == "bundled" else "oof")
                                     if args.maps else "masks"))
     table = pd.concat([all_candidates(args.dataset, masks, args.out, name, args.pool)
-                       for name in ([*VARIANTS, "map"] if args.maps else VARIANTS)],
+                       for name in ([*args.filters, "map"] if args.maps else args.filters)],
                       ignore_index=True)
     truth = lambda images: truth_from_table(manifest.table, list(images))  # noqa: E731
     map_label = ("map maxima of the bundled jsrt-nodules (IN-SAMPLE: trained on every image)"
                  if args.maps == "bundled" else "map maxima (out of fold)")
 
+    ks = KS + ((args.pool,) if args.pool > KS[-1] else ())
+
     def show(title: str, frame: pd.DataFrame):
-        rec = candidate_recall(frame, truth(paths), KS)
+        rec = candidate_recall(frame, truth(paths), ks)
         print(f"\n{title}\n" + markdown(rec))
         return rec
 
-    for name in VARIANTS:
+    for name in args.filters:
         show(f"blobs, {name} (no training: out of sample)", table[table["variant"] == name])
     # the blob filter (and the union's order) chosen per fold on its training images only
-    blob_only = [(b, None) for b in VARIANTS]
-    options = [(b, o) for b in VARIANTS for o in ORDERS] if args.maps else blob_only
+    blob_only = [(b, None) for b in args.filters]
+    options = [(b, o) for b in args.filters for o in ORDERS] if args.maps else blob_only
     chosen, pooled = [], []
     for k in range(split.n_folds):
         train = [p for p in split.part(k, "train") + split.part(k, "val") if p in masks]
