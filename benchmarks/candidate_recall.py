@@ -1,20 +1,22 @@
 """How many JSRT nodules are among the first K candidates an image (K = 10, 20, 50, 100), by
-subtlety: blob candidates (:mod:`lungcad.detection.candidates`, no training), the detector
-map's maxima, and their union (round robin).
+subtlety: blob candidates (:mod:`lungcad.detection.candidates`, no training), optionally the
+detector map's maxima and their union (round robin), and the blobs re-ranked by a small model
+(:mod:`lungcad.detection.candidate_rank`) fitted per fold on its training images' candidates.
 
-Folds: the committed patient-disjoint ``splits/jsrt-nodule-10fold.json``. The one thing chosen
-from data, the blob filter (``dot`` or ``log``) and the union's order, is chosen per fold on that
+Folds: the committed patient-disjoint ``splits/jsrt-nodule-10fold.json``. What is chosen from
+data, the blob filter (``dot`` or ``log``) and the union's order, is chosen per fold on that
 fold's training images only (highest recall at 50 there) and applied to its test images; the
 pooled test recall is reported. Maps: with ``--maps DIR`` (a ``lungcad experiment`` of
 ``configs/jsrt-nodule-heatmap-detector.yaml``) each image's map comes from the fold model that
-never saw it (out of fold); with ``--maps bundled``, from the bundled ``jsrt-nodules``, which was trained on
-all 198 images, so its map rows are an IN-SAMPLE diagnostic only (labelled so). Lung masks: the
-bundled ``jsrt-lungs`` (trained on all 198 masks; the masks carry no nodule label).
+never saw it (out of fold); with ``--maps bundled``, from the bundled ``jsrt-nodules``, which
+was trained on all 198 images, so its map rows are an IN-SAMPLE diagnostic only (labelled so).
+Lung masks: the bundled ``jsrt-lungs`` (trained on all 198 masks; the masks carry no nodule
+label).
 
     python benchmarks/candidate_recall.py --dataset ../shared/data/jsrt --out runs/candidates
 
-The maps, masks and blob candidates are cached under ``--out`` (first run about 5 min on the
-2-core CPU).
+The masks, maps and candidates are cached under ``--out`` (the first run took about 35 min on
+the shared 2-core CPU, most of it the blob filters; later runs about 2 min).
 """
 
 from __future__ import annotations
