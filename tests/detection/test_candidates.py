@@ -124,3 +124,15 @@ def test_a_fitted_ranker_puts_bright_round_candidates_first():
     assert set(out.head(2)["x"].round()) == set(features[hits]["x"].round())
     with pytest.raises(LungcadError, match="hit a nodule and others"):
         CandidateRanker().fit(features, np.zeros(len(features)))
+
+
+def test_map_candidates_are_the_detector_marks_in_image_pixels():
+    from lungcad.detection.candidates import map_candidates
+
+    rows, cols = np.indices((32, 32))
+    cells = 0.9 * np.exp(-((rows - 10) ** 2 + (cols - 20) ** 2) / 2.0) + \
+        0.5 * np.exp(-((rows - 25) ** 2 + (cols - 5) ** 2) / 2.0)
+    found = map_candidates(cells, None, (512, 512), MM, limit=2, min_distance_mm=20.0)
+    assert list(zip(found["x"], found["y"])) == [(20 * 16 + 7.5, 10 * 16 + 7.5),
+                                                 (5 * 16 + 7.5, 25 * 16 + 7.5)]
+    assert list(found["source"]) == ["map", "map"] and list(found["rank"]) == [0, 1]
