@@ -109,7 +109,7 @@ def patch_features(table: pd.DataFrame, dataset: Path) -> np.ndarray:
 
 def final_marks(table: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     """Per image the strongest candidates by ``scores``, FINAL_MIN_MM apart, FINAL_PEAKS of them."""
-    from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+    from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 
     kept_rows = []
     frame = table.assign(score=scores)

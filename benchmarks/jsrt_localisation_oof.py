@@ -51,7 +51,7 @@ SEED = 0
 
 
 def parse_args() -> argparse.Namespace:
-    from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
+    from lungcad.jsrt_geometry import JSRT_PIXEL_MM_AT_512
     from lungcad.explain.defaults import DEFAULT_MARGIN_MM
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -195,7 +195,7 @@ def cell_maps(model, images: list[np.ndarray],
 
 def score_best_run(run: Path, dataset: Path, task: str, maps_wanted: list[str],
                    args: argparse.Namespace) -> dict[str, dict]:
-    from lungcad.data.jsrt_geometry import JSRT_COORD_COLUMNS
+    from lungcad.jsrt_geometry import JSRT_COORD_COLUMNS
     from lungcad.data.manifest import Manifest
     from lungcad.explain.dataset import nodule_rows
     from lungcad.explain.localisation import score_localisation
@@ -248,7 +248,7 @@ def score_best_run(run: Path, dataset: Path, task: str, maps_wanted: list[str],
 def lung_area_fractions(dataset: Path) -> dict[str, float]:
     """Share of each nodule image's 512 px frame inside its lung-field mask."""
     from lungcad.data.manifest import Manifest
-    from lungcad.data.jsrt_geometry import JSRT_COORD_FRAME
+    from lungcad.jsrt_geometry import JSRT_COORD_FRAME
     from lungcad.explain.localisation import load_mask
 
     manifest = Manifest.load(dataset)

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.errors import LungcadError
     from lungcad.inference import load_model
     from lungcad.prediction import (check_output, collect_input, model_label, model_task,
-                                    predict_input, verdict_line, write_predictions)
+                                    predict_input, write_predictions)
 
     if args.model == "auto":
         from lungcad.commands.predict_auto import run_auto
@@ -169,16 +169,13 @@ def run(args: argparse.Namespace) -> int:
     failed = len(result.failures)
     if verdict:
         if len(result.table):
-            from lungcad.commands.predict_auto import domain_note
-
-            print(verdict_line(Path(result.table["path"][0]).name, result.probabilities[0], model,
-                               domain_note(model, result.table.iloc[0])))
+            print(result.prediction(model, 0).line(Path(result.table["path"][0]).name))
             if result.findings is not None:
                 _print_marks(result.table.iloc[0], result.findings)
     elif len(result.table):
         out = args.out or Path("predictions.csv")
         write_predictions(result.table, out)
-        threshold = model.spec.threshold if len(model.classes) == 2 else None
+        threshold = model.spec.decision_threshold
         rule = f", threshold {threshold:.3g}" if threshold is not None else ""
         print(f"wrote {len(result.table)} prediction(s) to {out} (model {model_label(model)}"
               f"{rule})")

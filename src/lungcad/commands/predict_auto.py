@@ -40,7 +40,7 @@ def run_auto(args, report_failure) -> int:
     from lungcad.errors import LungcadError
     from lungcad.inference import load_model
     from lungcad.prediction import (PredictionInput, check_output, file_input, predict_input,
-                                    verdict_line, write_predictions)
+                                    write_predictions)
 
     if (args.split is not None or args.heatmaps is not None or args.frame is not None
             or getattr(args, "dicom_out", None) is not None):
@@ -82,9 +82,8 @@ def run_auto(args, report_failure) -> int:
             table.insert(1, "modality", [g.modality for g in guesses])
             table.insert(2, "modality_source", [g.source for g in guesses])
             tables.append(table)
-            for row, probs in zip(table.itertuples(index=False), result.probabilities):
-                note = domain_note(model, row)
-                lines.append(f"{name}: " + verdict_line(Path(row.path).name, probs, model, note))
+            for k, path in enumerate(table["path"]):
+                lines.append(f"{name}: " + result.prediction(model, k).line(Path(path).name))
     if verdict:
         for line in lines:
             print(line)
@@ -100,13 +99,3 @@ def run_auto(args, report_failure) -> int:
               "skipped (named above)", file=sys.stderr)
         return 1
     return 0
-
-
-def domain_note(model, row) -> str:
-    from lungcad.domain.check import Screen
-
-    in_domain = getattr(row, "in_domain", None)
-    if in_domain is None or bool(in_domain) or getattr(model, "domain_reference", None) is None:
-        return ""
-    return Screen(score=float(row.domain_score), in_domain=False,
-                  threshold=model.domain_reference.threshold).note()

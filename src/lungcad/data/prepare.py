@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import JSRT_MATRIX
+from lungcad.jsrt_geometry import JSRT_MATRIX
 from lungcad.data.manifest import LABELS_FILE, Manifest
 from lungcad.errors import LungcadError
 from lungcad.io import IMAGE_SUFFIXES

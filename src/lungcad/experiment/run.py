@@ -16,7 +16,7 @@ from typing import Callable
 import pandas as pd
 
 from lungcad import provenance
-from lungcad.data.jsrt_geometry import JSRT_COORD_COLUMNS
+from lungcad.jsrt_geometry import JSRT_COORD_COLUMNS
 from lungcad.errors import LungcadError
 from lungcad.experiment.config import ExperimentOptions
 from lungcad.experiment.folds import TEST_PREDICTIONS, FoldOutcome, run_fold

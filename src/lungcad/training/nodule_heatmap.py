@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
+from lungcad.jsrt_geometry import JSRT_PIXEL_MM_AT_512
 from lungcad.errors import LungcadError
 from lungcad.training.registry import TrainedFold, register_trainer
 
