@@ -66,8 +66,8 @@ def no_lung_model():
     """Detection without a lung mask (every cell allowed) while the block runs."""
     import pytest
 
-    import lungcad.model_dir as model_dir
+    import lungcad.detection.detect as detect_module
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(model_dir, "bundled_lung_model", lambda: None)
+        patch.setattr(detect_module, "bundled_lung_model", lambda: None)
         yield
