@@ -33,8 +33,9 @@ def detection_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("det")
     data, split = make_dataset(root / "jsrt", n=18, size=64, n_folds=2)
     _with_ages(data, split)
-    config = write_config(root / "cfg" / "det.yaml", data, split, trainer="nodule_detector",
-                          model="nodule-detector-lite0", image_size=64, epochs=3, batch_size=4,
+    config = write_config(root / "cfg" / "det.yaml", data, split, trainer="nodule_heatmap",
+                          model="nodule-heatmap-lite0", detector=True, image_size=64, epochs=3,
+                          batch_size=4,
                           crop_cells=4, model_args={"pretrained": False, "head_channels": 8},
                           torch_threads=1, marks={"peaks": 3, "min_distance_mm": 10})
     out = root / "run"

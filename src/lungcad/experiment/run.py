@@ -60,10 +60,8 @@ def has_nodule_coordinates(manifest) -> bool:
 
 
 def is_detector_config(config: dict) -> bool:
-    """Whether the config trains a registered detector architecture (its folds mark nodules)."""
-    from lungcad.models import registered_kind
-
-    return registered_kind(str(config.get("model", ""))) == "detector"
+    """Whether the config trains a detector (``detector: true``: its folds mark nodules)."""
+    return bool(config.get("detector"))
 
 
 def fold_localisation(model, view, options: ExperimentOptions) -> dict:

@@ -33,7 +33,6 @@ from lungcad.errors import LungcadError
 from lungcad.training.registry import TrainedFold, register_trainer
 
 ARCHITECTURE = "nodule-heatmap-lite0"
-DETECTOR = "nodule-heatmap-detector-lite0"  # the same network, registered as a detector
 REQUIRED_COLUMNS = ("label", "x_512", "y_512", "size_mm")
 TASK_OUTPUT = {"jsrt-nodule": "nodule", "jsrt-malignant": "malignant"}
 DEFAULTS: dict = {
@@ -50,6 +49,7 @@ DEFAULTS: dict = {
     "threshold": "youden",
     "seed": 0,
     "torch_threads": 2,
+    "detector": False,        # true: the model also marks nodules (model.json "detection")
 }
 
 
@@ -263,11 +263,11 @@ def _network(cfg: dict):
 
 
 def _architecture(cfg: dict) -> str:
-    """The config's ``model``: this network as a classifier (default) or as a detector."""
+    """The config's ``model``: this network (a detector too with ``detector: true``)."""
     name = cfg.get("model") or ARCHITECTURE
-    if name not in (ARCHITECTURE, DETECTOR):
-        raise LungcadError(f"the nodule_heatmap trainer trains {ARCHITECTURE} or {DETECTOR}, "
-                           f"not {name}")
+    if name != ARCHITECTURE:
+        raise LungcadError(f"the nodule_heatmap trainer trains {ARCHITECTURE}, not {name} (a "
+                           f"detector is {ARCHITECTURE} with `detector: true` in the config)")
     return name
 
 
@@ -287,7 +287,7 @@ def _trained_fold(network, cfg: dict, task, manifest, n_train: int, val_scores: 
     info = model_info(name)
     network.output = output
     detection = None
-    if name == DETECTOR:
+    if cfg["detector"]:
         from lungcad.detection.marks import MarkSettings
 
         detection = {"marks": MarkSettings.from_mapping(cfg.get("marks")).to_dict()}
