@@ -19,7 +19,8 @@ MAX_LINES = 400
 # import its own layer and the layers below it, never a layer above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("errors", "version", "atomic", "hashing", "csvsafe", "disclaimer",
-                    "provenance", "preprocess", "findings", "jsrt_geometry", "calibration_map")),
+                    "provenance", "preprocess", "findings", "jsrt_geometry", "calibration_map",
+                    "array_cache")),
     ("image input", ("io", "image_files")),
     ("datasets", ("data",)),
     ("networks", ("models",)),

@@ -110,8 +110,9 @@ def read_onnx_file(path: str | Path, threads: int | None = None,
 
 
 def onnx_cache_dir() -> Path:
-    root = os.environ.get("LUNGCAD_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "lungcad") / "onnx"
+    from lungcad.array_cache import cache_root
+
+    return cache_root() / "onnx"
 
 
 def _cache_key(directory: Path, opset: int) -> str:
