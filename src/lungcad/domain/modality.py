@@ -3,7 +3,7 @@
 The classifier is a logistic regression on the image descriptors
 (:mod:`lungcad.domain.descriptors`, on a 224 px grid), trained on the shared JSRT radiographs
 and both shared CT sets and cross-validated with near-duplicate groups kept together
-(``benchmarks/modality_classifier.py`` trains it and writes ``modality_classifier.json``, a few
+(``studies/modality_classifier.py`` trains it and writes ``modality_classifier.json``, a few
 KB shipped inside the package; its cross-validated accuracy is in that file and in
 docs/results.md). Nothing is downloaded.
 

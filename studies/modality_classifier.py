@@ -8,7 +8,7 @@ near-duplicate groups kept together (the CT sets' ``dup_group``; otherwise each 
 group), and a leave-one-dataset-out check (train on JSRT + one CT set, test on the other CT
 set). The shipped model is then fitted on all images.
 
-    python benchmarks/modality_classifier.py [--data ../shared/data] \
+    python studies/modality_classifier.py [--data ../shared/data] \
         [--write src/lungcad/domain/modality_classifier.json]
 """
 

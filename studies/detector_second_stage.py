@@ -16,7 +16,7 @@ re-scores fold k's candidates; the marks are then the strongest re-scored candid
 20 mm apart, 10 an image (the bundled detector's settings), scored by FROC with 2,000
 bootstrap resamples of images. Every variant is reported; none is chosen here.
 
-    python benchmarks/detector_second_stage.py --run runs/s5/heatmap-detector-flip \
+    python studies/detector_second_stage.py --run runs/s5/heatmap-detector-flip \
         --dataset ../shared/data/jsrt --out runs/s5/stage2
 
 The candidates and patch features are cached in ``--out`` (about 6 min on the 2-core CPU the
