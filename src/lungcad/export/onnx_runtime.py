@@ -1,6 +1,6 @@
 """A lungcad model whose forward pass runs on ONNX Runtime (CPUExecutionProvider).
 
-:class:`OnnxLungModel` is a :class:`~lungcad.model_dir.LungModel`: preprocessing
+:class:`OnnxLungModel` is a :class:`~lungcad.lung_model.LungModel`: preprocessing
 (``prepare``), batching (``predict_proba``), the decision rule (``decide``) and ``predict`` are
 LungModel's own; only ``predict_batch`` differs. It has no PyTorch network (``network`` is None),
 so saliency maps need the torch runtime.

@@ -158,7 +158,7 @@ def cached_views(network, manifest, paths: Sequence[str], preprocessing, cut: in
                 f = _cache_file(manifest.image_path(p), preprocessing, cut, v)
                 _MEMO[f] = out[v].astype(np.float16)
                 VIEWS.put(f, _MEMO[f])
-    return np.stack([[_MEMO[_cache_file(manifest.image_path(p), preprocessing, cut, v))]
+    return np.stack([[_MEMO[_cache_file(manifest.image_path(p), preprocessing, cut, v)]
                       for v in range(n_views)] for p in paths])
 
 
