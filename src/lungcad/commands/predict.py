@@ -149,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
         check_method(args.heatmap_method)  # before any image is predicted
     model = load_model(args.model, args.runtime)
+    if getattr(model, "kind", "classifier") == "segmenter":
+        raise LungcadError(f"{model.spec.name} is a segmentation model: it draws lung masks, not "
+                           f"class probabilities; use `lungcad segment {args.model} ...`")
     task = model_task(model)
     inp = collect_input(args.inputs, task, split_path=args.split, part=args.part or "test",
                         fold=args.fold)

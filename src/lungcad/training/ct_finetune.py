@@ -139,12 +139,12 @@ def cached_views(network, manifest, paths: Sequence[str], preprocessing, cut: in
     for p in dict.fromkeys(paths):
         files = [_cache_file(manifest.image_path(p), preprocessing, cut, v) for v in range(n_views)]
         for f in files:
-            if f not in _MEMO:
+            if str(VIEWS.path(f)) not in _MEMO:  # memo by entry path: one per cache root
                 cached = VIEWS.get(f)
                 if cached is None:
                     todo.append(p)
                     break
-                _MEMO[f] = cached
+                _MEMO[str(VIEWS.path(f))] = cached
     if todo:
         log(f"ct_finetune: frozen blocks 0-{cut - 1} of {len(todo)} slice(s) x {n_views} views")
     network.eval()
@@ -156,9 +156,10 @@ def cached_views(network, manifest, paths: Sequence[str], preprocessing, cut: in
             out = frozen_forward(network.backbone, torch.from_numpy(views), cut).numpy()
             for v in range(n_views):
                 f = _cache_file(manifest.image_path(p), preprocessing, cut, v)
-                _MEMO[f] = out[v].astype(np.float16)
-                VIEWS.put(f, _MEMO[f])
-    return np.stack([[_MEMO[_cache_file(manifest.image_path(p), preprocessing, cut, v)]
+                _MEMO[str(VIEWS.path(f))] = out[v].astype(np.float16)
+                VIEWS.put(f, _MEMO[str(VIEWS.path(f))])
+    return np.stack([[_MEMO[str(VIEWS.path(_cache_file(manifest.image_path(p), preprocessing,
+                                                        cut, v)))]
                       for v in range(n_views)] for p in paths])
 
 

@@ -47,7 +47,7 @@ DEFAULTS: dict = {
     "batch_size": 32,
 }
 
-_FEATURE_MEMO: dict[Path, np.ndarray] = {}
+_FEATURE_MEMO: dict[str, np.ndarray] = {}  # by entry path: one memo per cache root
 
 
 def _config(config: Mapping | None) -> dict:
@@ -92,13 +92,14 @@ def features_for(network, manifest, paths: Sequence[str], preprocessing,
     files = {p: _feature_key(manifest.image_path(p), preprocessing, pooling)
              for p in dict.fromkeys(paths)}
     todo = []
+    memo = {p: str(FEATURES.path(key)) for p, key in files.items()}  # per cache root
     for p, key in files.items():
-        if key not in _FEATURE_MEMO:
+        if memo[p] not in _FEATURE_MEMO:
             cached = FEATURES.get(key)
             if cached is None:
                 todo.append(p)
             else:
-                _FEATURE_MEMO[key] = cached
+                _FEATURE_MEMO[memo[p]] = cached
     if todo:
         log(f"linear_probe: features of {len(todo)} image(s) at {preprocessing.size} px")
     for start in range(0, len(todo), batch_size):
@@ -106,9 +107,9 @@ def features_for(network, manifest, paths: Sequence[str], preprocessing,
         batch = np.stack([preprocessing.apply(load_image(manifest.image_path(p)).array, p)
                           for p in chunk])
         for p, f in zip(chunk, pooled_features(network, batch)):
-            _FEATURE_MEMO[files[p]] = f
+            _FEATURE_MEMO[memo[p]] = f
             FEATURES.put(files[p], f)
-    return np.stack([_FEATURE_MEMO[files[p]] for p in paths])
+    return np.stack([_FEATURE_MEMO[memo[p]] for p in paths])
 
 
 def fit_regression(features: np.ndarray, y: np.ndarray, cfg: Mapping):
