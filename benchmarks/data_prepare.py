@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, provisional_note  # noqa: E402
 
@@ -46,7 +48,52 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cold", action="store_true",
                         help="also measure with the files' page cache dropped")
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the temporary files")
+    parser.add_argument("--profile", type=int, default=8, metavar="N",
+                        help="time each step of prepare on N files, one core (0: skip)")
     return parser.parse_args()
+
+
+def profile_steps(files: list[Path], size: int) -> None:
+    """Median ms per file of each step of ``convert_one``, one core, page cache warm: read the
+    bytes, decode (``load_image``, reading included), area resize, PNG write at zlib level 6
+    (Pillow's default), at the level prepare uses and at 0 (stored, no compression)."""
+    import statistics
+
+    from PIL import Image
+
+    from lungcad.data.prepare import PNG_COMPRESS_LEVEL, _write_png
+    from lungcad.io import load_image
+    from lungcad.preprocess import resize_area
+
+    steps: dict[str, list[float]] = {}
+
+    def timed(name, call):
+        started = time.perf_counter()
+        value = call()
+        steps.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+        return value
+
+    with tempfile.TemporaryDirectory(prefix="lungcad-prepare-profile-") as tmp:
+        sizes = {}
+        for i, path in enumerate(files):
+            timed("read bytes", path.read_bytes)
+            loaded = timed("decode (load_image)", lambda: load_image(path))
+            small = timed(f"resize {loaded.array.shape[0]} -> {size}",
+                          lambda: resize_area(loaded.array, size))
+            pixels = Image.fromarray(np.round(np.clip(small, 0, 1) * 65535).astype(np.uint16))
+            for level in sorted({6, PNG_COMPRESS_LEVEL, 0}, reverse=True):
+                target = Path(tmp) / f"{i}-{level}.png"
+                timed(f"PNG write, zlib level {level}",
+                      lambda: pixels.save(target, compress_level=level))
+                sizes.setdefault(level, []).append(target.stat().st_size)
+            timed("prepare's _write_png (as used)",
+                  lambda: _write_png(small, Path(tmp) / f"{i}.png", sixteen_bit=True))
+    print(f"\nwhere a file's time goes ({len(files)} files, one core, page cache warm; median):")
+    print("| step | ms per file |\n|---|---|")
+    for name, values in steps.items():
+        print(f"| {name} | {statistics.median(values):.1f} |")
+    for level, values in sizes.items():
+        print(f"PNG at zlib level {level}: {statistics.mean(values) / 1e3:.0f} kB a file")
 
 
 def write_sources(folder: Path, count: int) -> list[Path]:
@@ -134,6 +181,8 @@ def main() -> int:
         print(f"wrote {len(files)} JSRT .IMG files ({gigabytes:.2f} GB) in "
               f"{time.perf_counter() - started:.0f} s (not timed); prepare to {args.size} px, "
               f"workers: {args.workers or 'data prepare default'}")
+        if args.profile:
+            profile_steps(files[:args.profile], args.size)
         results = []
         conditions = ["warm"] + (["cold"] if args.cold else [])
         for i, condition in enumerate(conditions):

@@ -11,9 +11,14 @@ warm the saliency explainer; it is not counted.
 Images: copies of pydicom's CT_small.dcm (128 x 128 CT slice, model ct-normal-vs-abnormal) or,
 with ``--image rg1``, of RG1_UNCI.dcm (1955 x 1841 CR, model jsrt-malignant), each with new
 UIDs. Prints images per second received (C-STORE answered), processed (model run) and stored
-back (results taken by the destination), each from the association's start.
+back (results taken by the destination), each from the association's start, and the time the
+node spent making each received image durable in its spool (write, fsync, rename, fsync of the
+folder) before answering Success. ``--no-fsync`` skips the fsyncs (a crash could then lose an
+image answered Success; `lungcad listen` always fsyncs): the difference is the cost of fsync.
+The spool is a temporary folder (``--spool DIR`` to put it on another disk).
 
     python benchmarks/dicom_node_throughput.py [--images 50] [--image ct|rg1] [--no-heatmap]
+                                               [--no-fsync] [--spool DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import copy
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -94,6 +100,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--image", choices=sorted(SAMPLES), default="ct")
     parser.add_argument("--no-heatmap", action="store_true")
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="spool without fsync (to measure its cost)")
+    parser.add_argument("--spool", metavar="DIR", help="spool folder (default: a temporary one)")
     parser.add_argument("--send-to", metavar="HOST:PORT:AET",
                         help="a real destination (default: an in-process Storage SCP)")
     args = parser.parse_args()
@@ -116,13 +125,16 @@ def main() -> None:
         sink_port = free_port()
         sink = start_sink(sink_port)
         destination, where = parse_destination(f"127.0.0.1:{sink_port}:SINK"), "in-process SCP"
+    spool_parent = tempfile.TemporaryDirectory(dir=args.spool)
     node = DicomNode(ModelChooser(model), destination, port=free_port(),
-                     heatmap=not args.no_heatmap)
+                     heatmap=not args.no_heatmap, spool=Path(spool_parent.name) / "spool",
+                     durable=not args.no_fsync)
     node.start()
     try:
         send(node.port, copies(template, 1))  # warm-up: load the model, build the explainer
         node.wait_idle()
         before = (node.stats.processed, node.stats.stored)
+        spooled = (node.spool.writes, node.spool.write_seconds)
         images = copies(template, args.images)
         start = time.perf_counter()
         statuses = send(node.port, images)
@@ -134,17 +146,22 @@ def main() -> None:
             time.sleep(0.01)
         stored_s = time.perf_counter() - start
         done_processing = done_processing or stored_s
+        writes = node.spool.writes - spooled[0]
+        write_ms = 1000 * (node.spool.write_seconds - spooled[1]) / max(1, writes)
     finally:
         node.shutdown()
+        spool_parent.cleanup()
         if sink is not None:
             sink[0].shutdown()
     ok = sum(s == 0 for s in statuses)
     n = args.images
     print(f"{n} x {filename} ({template.Rows} x {template.Columns}), model {model}, heatmap "
           f"{'off' if args.no_heatmap else 'on'}, one association on localhost, results to "
-          f"{where}")
+          f"{where}; spool {'without fsync' if args.no_fsync else 'durable (fsync)'}")
     print(f"accepted {ok}/{n}; processed {node.stats.processed - before[0]}, stored back "
           f"{node.stats.stored - before[1]}, failed {node.stats.failed}")
+    print(f"spool:     {write_ms:7.2f} ms per received image to write it "
+          f"{'(no fsync)' if args.no_fsync else '(write, fsync, rename, fsync folder)'}")
     print(f"received:  {n / received_s:7.2f} images/s ({received_s:.2f} s)")
     print(f"processed: {n / done_processing:7.2f} images/s ({done_processing:.2f} s)")
     print(f"stored:    {n / stored_s:7.2f} images/s ({stored_s:.2f} s, end to end)")

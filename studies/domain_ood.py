@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from lungcad.domain.descriptors import describe  # noqa: E402
 from lungcad.domain.fit import _experiment, training_images  # noqa: E402
-from lungcad.domain.modality import REFUSE_CONFIDENCE, ct_probability  # noqa: E402
+from lungcad.domain.modality import decide, probabilities, typicality  # noqa: E402
 from lungcad.domain.reference import DomainReference, fit_with_threshold, fit_reference  # noqa: E402
 from lungcad.io import load_image  # noqa: E402
 
@@ -92,9 +92,10 @@ def evaluate_model(model_dir: Path, exp_dir: Path, data: Path, cache: dict) -> d
         entry = {"n": len(scores), "auroc": auc(oof, scores),
                  "flagged": float(np.mean(scores > reference.threshold))}
         if modality != result["modality"]:
-            p_ct = ct_probability(dataset_descriptors(data, other, 224, cache))
-            wrong = p_ct if modality == "ct" else 1 - p_ct
-            entry["refused_by_modality"] = float(np.mean(wrong >= REFUSE_CONFIDENCE))
+            x = dataset_descriptors(data, other, 224, cache)
+            answers = [decide(p, t) for p, t in zip(probabilities(x), typicality(x))]
+            entry["refused_by_modality"] = float(np.mean([a == (modality, True)
+                                                          for a in answers]))
             result["far"][other] = entry
         else:
             result["near"][other] = entry

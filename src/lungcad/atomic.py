@@ -56,6 +56,11 @@ def _keep_mode(tmp: Path, path: Path) -> None:
     os.chmod(tmp, mode)
 
 
+def sync_folder(folder: str | Path) -> None:
+    """fsync a folder, so that the renames and removals in it survive a power cut."""
+    _fsync_folder(Path(folder))
+
+
 def _fsync_folder(folder: Path) -> None:
     try:  # makes the rename itself durable; not every file system allows it
         dir_fd = os.open(folder, os.O_RDONLY)

@@ -7,3 +7,12 @@ class LungcadError(Exception):
     The message says what was wrong and, where it can, what to do about it. The CLI prints it as
     one line on stderr and exits with status 2; it never shows a traceback for these.
     """
+
+
+def excerpt(value: object, limit: int = 40) -> str:
+    """``value`` as quoted in a message: its repr, cut to ``limit`` characters of the input with
+    its full length said, so that an error never echoes a large input back."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text) if isinstance(value, str) else repr(value)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"

@@ -105,3 +105,16 @@ def images_in_folder(folder: Path, problems: list[tuple[Path, str]] | None = Non
     if problems is not None:
         problems += sorted(trouble, key=lambda item: item[0].relative_to(folder).parts)
     return images, skipped
+
+
+def read_file_list(path: str | Path) -> list[str]:
+    """The entries of a file list (``--list``): one path a line; blank lines and lines that
+    start with ``#`` are passed over; a relative path is taken from the list's own folder."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise LungcadError(f"cannot read the file list {path}: {reason}") from None
+    entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return [entry if os.path.isabs(entry) else str(path.parent / entry) for entry in entries]

@@ -39,6 +39,7 @@ class ImagePrediction:
     in_domain: bool | None = None      # None: the model has no domain reference
     domain_score: float | None = None  # higher: less like the training images
     domain_note: str = ""              # what to say where the input is out of domain
+    in_training_data: bool | None = None  # one of the model's training images (None: unknown)
 
     def verdict(self) -> str:
         """Every probability, e.g. ``malignant (threshold 0.393): rest 0.210, malignant 0.790``."""
@@ -135,7 +136,8 @@ class LungModel:
                                self.decide(probs)[0], self.spec.decision_threshold,
                                None if check is None else check.in_domain,
                                None if check is None else check.score,
-                               "" if check is None else check.note())
+                               "" if check is None else check.note(),
+                               None if check is None else check.in_training)
 
 
 def read_model_dir(directory: Path) -> LungModel:

@@ -14,7 +14,7 @@ Files in a model directory:
   that keeps the bundled models small. Otherwise (``"none"``) it holds every tensor.
   ``weights_from`` (optional) names another bundled model whose weights.pt this one reads, so
   that two bundles of one network (``jsrt-nodules``, ``jsrt-malignant``) ship its weights once.
-- ``MODEL_CARD.md``: optional, shown by the web page.
+- ``MODEL_CARD.md`` (shown by the page), ``training_images.sha256``: optional.
 
 Whatever reads a model needs nothing else to reproduce its output. This module is the format
 only (the schema, saving, reading the spec and the network, the bundled models); the loaded

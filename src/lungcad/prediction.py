@@ -262,7 +262,7 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
     """
     from tqdm.auto import tqdm
 
-    from lungcad.domain.check import reference_of, screen_loaded
+    from lungcad.domain.check import add_check_columns, screen_loaded
 
     if batch_size < 1:
         raise LungcadError(f"--batch-size must be at least 1, not {batch_size}")
@@ -307,14 +307,9 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
             bar.update(stop - start)
     matrix = np.stack(probs) if probs else np.zeros((0, len(classes)))
     table = prediction_table(model, inp, kept, matrix)
-    if reference_of(model) is not None and len(kept):
-        table.insert(table.columns.get_loc("model"), "in_domain",
-                     [checks[i].in_domain for i in kept])
-        table.insert(table.columns.get_loc("model"), "domain_score",
-                     [round(checks[i].score, 3) for i in kept])
+    add_check_columns(model, table, [checks[i] for i in kept])
     findings = None if marks is None else marks.add_to(table)
     return BatchPredictions(table, failures, matrix, findings, [checks.get(i) for i in kept])
-
 
 
 def prediction_table(model, inp: PredictionInput, rows: Sequence[int],
@@ -338,18 +333,17 @@ def prediction_table(model, inp: PredictionInput, rows: Sequence[int],
 
 def write_predictions(table: pd.DataFrame, path: str | Path) -> Path:
     """Write the table as CSV through a temporary file and a rename (never half a file).
-    Probabilities are written to 6 decimals; metadata columns as they are, except that text a
-    spreadsheet would run as a formula (a file named ``=...``) gets a leading ``'``
-    (:mod:`lungcad.csvsafe`; :func:`lungcad.evaluation.predictions.read_predictions` takes it
-    off again, so ``path`` stays a key)."""
+    Probabilities (and every other float) are written with the shortest digits that read back
+    to the same value, never rounded: each label was decided on the unrounded probability, so
+    that re-applying the model's threshold to the file's values gives the file's labels.
+    Metadata columns are written as they are, except that text a spreadsheet would run as a
+    formula (a file named ``=...``) gets a leading ``'`` (:mod:`lungcad.csvsafe`;
+    :func:`lungcad.evaluation.predictions.read_predictions` takes it off again, so ``path``
+    stays a key)."""
     from lungcad.csvsafe import neutralise_formulas
 
     path = Path(path)
-    table = table.copy()
-    for column in table.columns:
-        if str(column).startswith("prob_"):
-            table[column] = table[column].astype(float).round(6)
-    table = neutralise_formulas(table)
+    table = neutralise_formulas(table.copy())
     try:
         return atomic_write(path, table.to_csv(index=False, lineterminator="\n").encode())
     except OSError as exc:

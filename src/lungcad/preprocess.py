@@ -62,20 +62,7 @@ class Preprocessing:
         return cls(**known)
 
     def check(self, image: np.ndarray, source: str = "image") -> None:
-        if image.ndim != 2:
-            raise LungcadError(f"{source}: expected a 2-D grayscale image, got shape {image.shape}")
-        if min(image.shape) < MIN_SIDE:
-            raise LungcadError(f"{source}: {image.shape[1]}x{image.shape[0]} px is too small "
-                               f"(at least {MIN_SIDE} px a side)")
-        if not np.isfinite(image).all():
-            raise LungcadError(f"{source}: the image holds NaN or infinite values")
-        lo, hi = float(image.min()), float(image.max())
-        if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-            raise LungcadError(
-                f"{source}: values span [{lo:g}, {hi:g}], but models expect [0, 1] as "
-                "lungcad.io.load_image returns; were raw pixel values passed in?")
-        if hi - lo < 1e-6:
-            raise LungcadError(f"{source}: the image is blank (every pixel is {lo:g})")
+        check_pixels(image, source)
         note = aspect_note(image.shape, source)
         if note:
             warnings.warn(note, stacklevel=2)
@@ -85,3 +72,23 @@ class Preprocessing:
         resized = resize_area(image, self.size)
         normalised = (resized - self.mean) / self.std
         return np.repeat(normalised[None], self.channels, axis=0).astype(np.float32)
+
+
+def check_pixels(image: np.ndarray, source: str = "image") -> None:
+    """What every model needs of an image, whichever it is: 2-D, big enough, finite, in [0, 1]
+    and not blank (a LungcadError that says which). Also checked before the modality routing,
+    so that a blank or tiny image is told so rather than routed nowhere."""
+    if image.ndim != 2:
+        raise LungcadError(f"{source}: expected a 2-D grayscale image, got shape {image.shape}")
+    if min(image.shape) < MIN_SIDE:
+        raise LungcadError(f"{source}: {image.shape[1]}x{image.shape[0]} px is too small "
+                           f"(at least {MIN_SIDE} px a side)")
+    if not np.isfinite(image).all():
+        raise LungcadError(f"{source}: the image holds NaN or infinite values")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise LungcadError(
+            f"{source}: values span [{lo:g}, {hi:g}], but models expect [0, 1] as "
+            "lungcad.io.load_image returns; were raw pixel values passed in?")
+    if hi - lo < 1e-6:
+        raise LungcadError(f"{source}: the image is blank (every pixel is {lo:g})")

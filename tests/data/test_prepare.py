@@ -139,3 +139,44 @@ def test_jsrt_reports_missing_images_and_missing_rows_by_name(tmp_path, capsys):
     t = Manifest.load(out).table
     assert t["path"].tolist() == ["images/JPCNN001.png"] and t["sex"].tolist() == ["Male"]
     assert {"x_2048", "y_2048", "x_64", "y_64"} <= set(t.columns)
+
+
+def test_prepare_jsrt_writes_the_lesion_table_and_both_truths_agree(tmp_path, capsys):
+    """JSRT is one producer of lesions.csv (its nodule in the image's own pixels, spacing in
+    labels.csv); scoring through it and through the old x_N columns gives the same FROC."""
+    import json
+
+    from lungcad.io import write_jsrt_raw
+
+    src = tmp_path / "raw"
+    src.mkdir()
+    ramp = np.tile(np.linspace(0, 1, 2048, dtype=np.float32), (2048, 1))
+    for stem in ("JPCLN001", "JPCNN001"):
+        write_jsrt_raw(ramp, src / f"{stem}.IMG")
+    pd.DataFrame([{"study_id": "JPCLN001", "subtlety": "4", "size": "21", "age": "50",
+                   "gender": "f", "x": "1024", "y": "768", "state": "malignant", "position": "",
+                   "diagnosis": ""},
+                  {"study_id": "JPCNN001", "subtlety": "", "size": "", "age": "60",
+                   "gender": "m", "x": "", "y": "", "state": "non-nodule", "position": "",
+                   "diagnosis": ""}]).to_csv(src / "jsrt_metadata.csv", index=False)
+    out = tmp_path / "out"
+    assert main(["data", "prepare", str(src), "--format", "jsrt", "--size", "64", "--out",
+                 str(out), "--workers", "1"]) == 0
+    lesions = pd.read_csv(out / "lesions.csv")
+    assert lesions[["path", "x", "y", "diameter_mm", "label"]].values.tolist() == [
+        ["images/JPCLN001.png", 32.0, 24.0, 21.0, "nodule"]]
+    labels = Manifest.load(out).table
+    assert labels["spacing_mm"].tolist() == [pytest.approx(5.6)] * 2
+    findings = tmp_path / "f.csv"
+    findings.write_text("path,x,y,radius_mm,score,frame_size\nimages/JPCLN001.png,33,24,5,0.9,64\n"
+                        "images/JPCNN001.png,10,10,5,0.4,64\nimages/JPCLN001.png,5,60,5,0.5,64\n")
+    results = []
+    for _ in range(2):
+        report = tmp_path / f"r{len(results)}"
+        assert main(["evaluate", "--findings", str(findings), "--dataset", str(out),
+                     "--bootstrap", "0", "--out", str(report)]) == 0
+        froc = json.loads((report / "froc.json").read_text())
+        results.append((froc["curve"], froc["n_false_positive_marks"]))
+        (out / "lesions.csv").unlink(missing_ok=True)  # the second pass derives the nodule from x_64, y_64
+    assert results[0] == results[1] and results[0][1] == 2
+    assert "derived from labels.csv (x_64, y_64, size_mm)" in capsys.readouterr().out

@@ -92,16 +92,24 @@ class Orthanc:
         return [pydicom.dcmread(io.BytesIO(self.get(f"/instances/{i}/file").content))
                 for i in found]
 
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory):
+
+def start_orthanc(folder: Path, dicom_port: int | None = None) -> Orthanc:
+    """A real Orthanc with its storage in ``folder``, on free localhost ports (the DICOM port
+    ``dicom_port`` where given); skips where it is not installed. Stop it with ``stop``."""
     binary = shutil.which("Orthanc")
     plugin = _plugin()
     if binary is None or plugin is None:
         pytest.skip("Debian's orthanc and orthanc-dicomweb packages are not installed "
                     "(apt-get install orthanc orthanc-dicomweb; .ci/run installs them)")
-    folder = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = free_port(), free_port()
+    http_port, dicom_port = free_port(), dicom_port or free_port()
     config = {
         "Name": "lungcad-test", "StorageDirectory": str(folder / "db"),
         "IndexDirectory": str(folder / "db"), "DicomAet": ORTHANC_AET, "DicomPort": dicom_port,
@@ -127,10 +135,11 @@ def orthanc(tmp_path_factory):
                 process.kill()
                 pytest.fail(f"Orthanc did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
+    return server
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     yield server
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    server.stop()

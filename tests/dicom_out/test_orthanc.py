@@ -87,6 +87,7 @@ def test_listen_stores_results_back_to_orthanc_and_stops_on_sigterm(orthanc, rg1
         node = subprocess.Popen(
             [sys.executable, "-m", "lungcad", "listen", "--port", str(port), "--model", "auto",
              "--send-to", f"127.0.0.1:{orthanc.dicom_port}:{orthanc.aet}",
+             "--spool", str(tmp_path / "spool"),
              "--no-heatmap"],  # heatmaps: test_results.py; here the network and the routing
             stdout=sink, stderr=subprocess.STDOUT, text=True)
     try:
@@ -131,7 +132,7 @@ def _ct_copy(template, study_uid: str, series_uid: str, number: int):
 
 
 def test_a_corrupt_instance_is_refused_and_the_rest_of_the_association_processed(
-        orthanc, ct_path, models):
+        orthanc, ct_path, models, tmp_path):
     from pynetdicom import AE
     from pynetdicom.sop_class import Comprehensive3DSRStorage, CTImageStorage
 
@@ -147,7 +148,7 @@ def test_a_corrupt_instance_is_refused_and_the_rest_of_the_association_processed
 
     node = DicomNode(ModelChooser("auto", loader=loader),
                      parse_destination(f"127.0.0.1:{orthanc.dicom_port}:{orthanc.aet}"),
-                     port=free_port())
+                     spool=tmp_path / "spool", port=free_port())
     node.start()
     try:
         ae = AE(ae_title="TESTSCU")
@@ -170,8 +171,9 @@ def test_a_corrupt_instance_is_refused_and_the_rest_of_the_association_processed
     assert "truncated" in statuses[1].ErrorComment or "pixel" in statuses[1].ErrorComment.lower()
     assert report.Status == 0x0000
     stats = node.stats
-    assert (stats.received, stats.processed, stats.stored, stats.failed, stats.ignored) == \
-        (4, 2, 2, 1, 1)
+    assert (stats.received, stats.processed, stats.stored, stats.failed, stats.refused,
+            stats.ignored) == (4, 2, 2, 0, 1, 1)
+    assert not list((tmp_path / "spool" / "incoming").iterdir())  # every image delivered
     referenced = sorted(read_sr(sr)["referenced_sop_instance_uids"][0] for sr in results["SR"])
     assert referenced == sorted([good1.SOPInstanceUID, good2.SOPInstanceUID])
     assert sorted(o.SourceImageSequence[0].ReferencedSOPInstanceUID for o in results["OT"]) \
@@ -179,8 +181,13 @@ def test_a_corrupt_instance_is_refused_and_the_rest_of_the_association_processed
     assert len(_results(orthanc, study, set())["SR"]) == 2  # no SR about the SR
 
 
-def test_pacs_fetches_over_wado_rs_and_stows_results_back(orthanc, ct_path, models, capsys):
-    source = pydicom.dcmread(ct_path)
+def test_pacs_fetches_over_wado_rs_and_stows_results_back(orthanc, ct_path, models, capsys,
+                                                          tmp_path):
+    # A study of its own: results have UIDs derived from the source image and the model, so
+    # another test's results about CT_small.dcm would be these very instances.
+    source = _ct_copy(pydicom.dcmread(ct_path), generate_uid(), generate_uid(), 1)
+    ct_path = tmp_path / "ct.dcm"
+    source.save_as(ct_path, enforce_file_format=True)
     orthanc.upload(ct_path)
     known = _uids(orthanc, source.StudyInstanceUID)
     status = main(["pacs", "--url", orthanc.dicomweb, "--study", source.StudyInstanceUID,

@@ -224,3 +224,18 @@ def test_predict_dicom_out_writes_results_and_names_non_dicom_input(tmp_path, ct
     table = pd.read_csv(tmp_path / "p.csv")
     row = table[table["path"].str.endswith("CT_small.dcm")].iloc[0]
     assert sr["probabilities"]["abnormal"] == pytest.approx(row["prob_abnormal"], abs=1e-4)
+
+
+def test_result_uids_derive_from_source_and_model_and_descriptions_name_the_model(ct_path,
+                                                                                  models):
+    model = models["ct-normal-vs-abnormal"]
+    first = dicom_results(model, ct_path, heatmap=False)
+    again = dicom_results(model, ct_path, heatmap=False)
+    assert [d.SOPInstanceUID for d in first] == [d.SOPInstanceUID for d in again]  # a retry
+    other = pydicom.dcmread(ct_path)
+    other.SOPInstanceUID = "1.2.3.4.5.6.7"
+    moved = dicom_results(model, other, heatmap=False)
+    assert not {d.SOPInstanceUID for d in moved} & {d.SOPInstanceUID for d in first}
+    for result in first:
+        assert f"ct-normal-vs-abnormal v{model.spec.version}" in result.SeriesDescription
+        assert len(result.SeriesDescription) <= 64

@@ -36,7 +36,10 @@ def test_the_image_classifier_tells_radiographs_from_ct(mixed_folder):
     from lungcad.domain.modality import classifier_info, guess_modality
     from lungcad.io import load_image
 
-    assert classifier_info()["cv_accuracy"] >= 0.995
+    info = classifier_info()
+    assert info["classes"] == ["radiograph", "ct", "neither"]
+    assert info["cross_validated"]["jsrt_original"]["correct"] >= 0.995
+    assert info["cross_validated"]["jsrt_variants"]["refused"] == 0
     for path in mixed_folder.iterdir():
         loaded = load_image(path)
         expected = "ct" if "_ct" in path.name else "radiograph"
@@ -67,6 +70,19 @@ def test_predict_auto_routes_a_mixed_folder(mixed_folder, tmp_path):
     assert {"in_domain", "domain_score"} <= set(table.columns)
     dicom_rows = table[table["name"].str.endswith(".dcm")]
     assert set(dicom_rows["modality_source"]) == {"DICOM Modality tag"}
+    # the detector's marks go to findings.csv beside the predictions, counted in whole numbers
+    detector = table[table["model"].str.startswith("jsrt-nodules@")]
+    assert len(detector) == 2
+    findings = pd.read_csv(tmp_path / "auto_findings.csv")
+    assert set(findings["path"]) <= set(detector["path"]) and len(findings) >= 1
+    assert findings.groupby("path").size().to_dict() == {
+        p: n for p, n in zip(detector["path"], detector["n_marks"]) if n}
+    raw = pd.read_csv(out, dtype=str)
+    assert all(v.isdigit() for v in raw["n_marks"].dropna()), raw["n_marks"].tolist()
+    # images from the bundled models' own training sets say so; the DICOM samples were not
+    trained = table.set_index(["name", "model"])["in_training_data"]
+    assert trained[("a_radiograph.png", detector["model"].iloc[0])] == True  # noqa: E712
+    assert not table[table["name"].str.endswith(".dcm")]["in_training_data"].astype(bool).any()
 
 
 def test_load_model_auto_predicts_by_modality():

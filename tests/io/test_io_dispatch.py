@@ -30,9 +30,10 @@ def test_missing_file_directory_and_empty(tmp_path):
 def test_unknown_format_names_the_supported_ones():
     with pytest.raises(LungcadError) as caught:
         sniff_format(b"GIF89a" + b"\x00" * 50)
-    for name in ("JSRT", "PNG", "JPEG", "TIFF", "BMP", "DICOM", ".npy"):
+    for name in ("JSRT", "PNG", "JPEG", "TIFF", "BMP", "DICOM", ".npy", "MetaImage", "NIfTI"):
         assert name in str(caught.value)
-    assert set(SUPPORTED) == {"jsrt-raw", "png", "jpeg", "tiff", "bmp", "dicom", "npy"}
+    assert set(SUPPORTED) == {"jsrt-raw", "png", "jpeg", "tiff", "bmp", "dicom", "npy",
+                              "metaimage", "nifti"}
 
 
 @pytest.mark.parametrize("options, message", [

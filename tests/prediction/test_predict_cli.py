@@ -241,3 +241,22 @@ def test_onnx_runtime_without_export_module_is_a_clear_error(model_dir, dataset,
     status, _, err = run_cli(capsys, model_dir, folder / "images" / "case000.png",
                              "--runtime", "onnx")
     assert status == 2 and "--runtime onnx needs ONNX Runtime" in err
+
+
+def test_a_file_list_adds_its_paths_relative_to_its_folder(model_dir, tmp_path, capsys):
+    images = [make_image(tmp_path / "archive" / f"a{i}.png", seed=i) for i in range(3)]
+    listing = tmp_path / "archive" / "files.txt"
+    listing.write_text("# chosen images\na0.png\n\n" + str(images[2]) + "\n")
+    out = tmp_path / "p.csv"
+    status, _, err = run_cli(capsys, model_dir, images[1], "--list", listing, "--out", out)
+    assert status == 0, err
+    assert pd.read_csv(out)["path"].tolist() == [str(images[1]), str(images[0]),
+                                                 str(images[2])]
+    status, _, err = run_cli(capsys, model_dir, "--list", tmp_path / "none.txt", "--out", out)
+    assert status == 2 and "cannot read the file list" in err
+
+
+def test_ray_options_without_the_ray_engine_are_refused(model_dir, tmp_path, capsys):
+    image = make_image(tmp_path / "a.png")
+    status, _, err = run_cli(capsys, model_dir, image, "--workers", "4")
+    assert status == 2 and "--workers: only with --engine ray" in err

@@ -66,9 +66,10 @@ def dark_pixel_segmenter(name: str = "jsrt-lungs"):
     return Model(LungModel(spec, DarkPixels()))  # the Python API's model
 
 
-def serve_in_thread(app):
+def serve_in_thread(app, **options):
     """The app under a real uvicorn on a free port of 127.0.0.1, in a background thread: yields
-    its base URL once started, stops it when resumed."""
+    its base URL once started, stops it when resumed. ``options``: uvicorn's, over those
+    ``lungcad serve`` gives it."""
     import socket
     import threading
     import time
@@ -79,7 +80,11 @@ def serve_in_thread(app):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    from lungcad.serving.http_protocol import server_options
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
+                                           **{**server_options(app.state.settings),
+                                              **options}))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -36,7 +36,7 @@ def test_health_lists_the_served_models(client):
 
 def test_models_describe_classes_threshold_and_card(client):
     body = client.get("/api/v1/models").json()
-    assert body["default"] == "test-ct-binary"
+    assert body["default"] == "auto"  # each image to a model of its modality
     binary, multi = body["models"]
     assert binary["id"] == "test-ct-binary" and binary["version"] == "7"
     assert binary["classes"] == ["normal", "abnormal"] and binary["threshold"] == 0.4
@@ -86,7 +86,7 @@ def test_predict_each_format_matches_the_model(request, client, binary_model, fi
     from lungcad.io import load_image
 
     data = request.getfixturevalue(fixture)
-    response = post_image(client, data, name)
+    response = post_image(client, data, name, params={"model": "test-ct-binary"})  # not routing
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == "test-ct-binary" and body["model_version"] == "7"
@@ -382,3 +382,36 @@ def test_docs_work_offline(client):
     assert {"/api/v1/predict", "/api/v1/models", "/api/v1/health"} <= set(schema["paths"])
     responses = schema["paths"]["/api/v1/predict"]["post"]["responses"]
     assert {"200", "404", "413", "422"} <= set(responses)
+
+
+def _colour_gradient() -> bytes:
+    yy, xx = np.mgrid[:600, :800]
+    rgb = np.stack([xx / 800, yy / 600, 1 - xx / 800], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray((rgb * 255).astype(np.uint8), "RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_auto_sends_an_image_of_neither_modality_to_no_model_and_says_why(client):
+    """The default (auto) on a server of several models: a colour gradient is neither a chest
+    radiograph nor a CT slice, so no model is picked for it, and the answer says how to read
+    it anyway; named, a model reads it."""
+    response = post_image(client, _colour_gradient(), "gradient.png")
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "gradient.png: sent to no model" in error and "neither" in error
+    assert "model=" in error
+    named = post_image(client, _colour_gradient(), "gradient.png",
+                       params={"model": "test-ct-binary"})
+    assert named.status_code == 200 and named.json()["model"] == "test-ct-binary"
+
+
+def test_a_server_of_one_model_reads_every_image_with_it(binary_model_dir):
+    from fastapi.testclient import TestClient
+
+    from lungcad.serving import create_app
+
+    with TestClient(create_app([str(binary_model_dir)]), base_url=LOCAL) as one:
+        response = post_image(one, _colour_gradient(), "gradient.png")
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "test-ct-binary"

@@ -32,7 +32,7 @@ def test_several_file_parts_are_refused(client, png_bytes):
 def test_squeezed_aspect_ratio_is_a_note_in_the_answer(client):
     rng = np.random.default_rng(0)
     strip = encode(rng.uniform(0.2, 0.8, (40, 10_000)).astype(np.float32), "PNG")
-    response = post_image(client, strip, "strip.png")
+    response = post_image(client, strip, "strip.png", params={"model": "test-ct-binary"})
     assert response.status_code == 200, response.text
     notes = response.json()["image"]["notes"]
     assert any("unusual aspect ratio 250.00" in note and "squeezed" in note

@@ -162,3 +162,7 @@ def test_age_and_sex_fields_give_the_malignancy_with_age_and_sex(tmp_path):
         bad = post(age="old")
         assert bad.status_code == 422 and "is not an age" in bad.text
         assert post(sex="X").status_code == 422
+        # A huge field is quoted by a short excerpt, never echoed whole.
+        for huge in (post(age="9" * 1_000_000), post(sex="Q" * 1_000_000)):
+            assert huge.status_code == 422
+            assert len(huge.json()["error"]) < 300 and "1,000,000 characters" in huge.text

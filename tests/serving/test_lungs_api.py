@@ -28,7 +28,7 @@ def test_models_say_which_is_a_segmenter_and_which_draws_lungs(lungs_client, cli
     body = lungs_client.get("/api/v1/models").json()
     kinds = {m["id"]: m["kind"] for m in body["models"]}
     assert kinds == {"test-cxr": "classifier", "jsrt-lungs": "segmenter"}
-    assert body["lungs_model"] == "jsrt-lungs" and body["default"] == "test-cxr"
+    assert body["lungs_model"] == "jsrt-lungs" and body["default"] == "auto"
     segmenter = [m for m in body["models"] if m["id"] == "jsrt-lungs"][0]
     assert segmenter["heatmaps"] is False and segmenter["modality"] == "chest radiograph"
     assert client.get("/api/v1/models").json()["lungs_model"] is None  # no segmenter served

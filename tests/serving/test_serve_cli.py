@@ -31,8 +31,10 @@ def test_serve_options_reach_the_settings(binary_model_dir, multiclass_model_dir
                                           capsys):
     assert main(["serve", str(binary_model_dir), str(multiclass_model_dir), "--host", "0.0.0.0",
                  "--port", "9123", "--max-upload-mb", "2.5", "--max-pixels", "5000000",
-                 "--threads", "1"]) == 0
+                 "--threads", "1", "--header-timeout", "2.5"]) == 0
     app, options = fake_uvicorn[0]
+    assert app.state.settings.header_timeout_s == 2.5
+    assert options["http"].header_timeout_s == 2.5  # uvicorn runs the protocol with the deadline
     assert (options["host"], options["port"]) == ("0.0.0.0", 9123)
     assert list(app.state.served) == ["test-ct-binary", "test-ct-3class"]
     assert app.state.settings.max_upload_bytes == int(2.5 * 1024 * 1024)

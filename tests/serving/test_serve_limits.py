@@ -173,3 +173,59 @@ def test_body_timeout_middleware_answers_408_as_json():
 
 async def _ignore(message) -> None:
     pass
+
+
+# --- request headers that never finish (Slowloris) -------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["h11", "httptools"])
+def test_half_sent_request_line_is_closed_while_a_normal_request_is_served(binary_model, png_bytes,
+                                                                          kind):
+    from lungcad.serving import ServeSettings, create_app
+    from lungcad.serving.http_protocol import header_timeout_protocol
+
+    if kind == "httptools":
+        pytest.importorskip("httptools", reason="httptools is not installed (uvicorn falls back "
+                                                "to h11)")
+    timeout = 4.0
+    app = create_app([binary_model], ServeSettings(header_timeout_s=timeout))
+    server = serve_in_thread(app, http=header_timeout_protocol(timeout, kind))
+    url = next(server)
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as slow:
+            slow.sendall(b"POST /api/v1/pre")  # half a request line, and nothing more
+            served = httpx.post(f"{url}/api/v1/predict", files={"file": ("a.png", png_bytes)},
+                                timeout=60)
+            assert served.status_code == 200, served.text
+            slow.setblocking(False)
+            with pytest.raises(BlockingIOError):  # still open: nothing received, not closed
+                slow.recv(1)
+            slow.setblocking(True)
+            slow.settimeout(60)  # far beyond the header timeout: closed long before
+            assert slow.recv(65536) == b""  # closed by the server, without an answer
+    finally:
+        next(server, None)
+
+
+def test_header_timeout_option_reaches_the_settings():
+    from lungcad.errors import LungcadError
+    from lungcad.serving import ServeSettings
+
+    assert ServeSettings().header_timeout_s == 10.0
+    with pytest.raises(LungcadError, match="header_timeout_s"):
+        ServeSettings(header_timeout_s=0)
+
+
+def test_retry_after_counts_the_service_time_and_the_clients_refused_before(binary_model):
+    from lungcad.serving.service import ServedModel
+
+    served = ServedModel("m", binary_model, max_in_flight=1)
+    served.service_seconds = 2.0  # as measured on the model's threads
+    served.in_flight = 1          # full
+    assert served.retry_after(("10.0.0.1", 1)) == 1   # the running request is half done
+    assert served.retry_after(("10.0.0.2", 2)) == 3   # behind the client told before
+    assert served.retry_after(("10.0.0.2", 2)) == 3   # asking again keeps one place
+    assert served.retry_after(("10.0.0.3", 3)) == 5
+    assert served.retry_after(None) == 7              # counted, but holds no place
+    served.service_seconds = 100.0
+    assert served.retry_after(None) == 120            # at most two minutes

@@ -60,11 +60,26 @@ def test_overrides_are_typed_and_dotted(tmp_path):
     ("augment.flip=true", "unknown augment key"),
     ("colour=red", "unknown key"),
     ("novalue", "expected key=value"),
+    ("num_nodes=0", "num_nodes must be at least 1"),
 ])
 def test_bad_values_are_clear_errors(tmp_path, override, message):
     cfg = write(tmp_path / "a.yaml", "model: ct-cnn\ndataset: d\ntask: jsrt-malignant\nsplit: s.json\n")
     with pytest.raises(LungcadError, match=message):
         load_config(cfg, [override])
+
+
+def test_devices_num_nodes_and_strategy_reach_the_config_as_given(tmp_path):
+    """lungcad train/experiment --devices --num-nodes --strategy: Lightning gets them as typed."""
+    import argparse
+
+    from lungcad.commands.train import hardware_overrides
+
+    cfg = write(tmp_path / "a.yaml", "model: ct-cnn\ndataset: d\ntask: jsrt-malignant\nsplit: s.json\n")
+    assert load_config(cfg)["num_nodes"] == 1
+    args = argparse.Namespace(devices=4, num_nodes=2, strategy="ddp_find_unused_parameters_true")
+    config = load_config(cfg, hardware_overrides(args))
+    assert (config["devices"], config["num_nodes"], config["strategy"]) == (
+        4, 2, "ddp_find_unused_parameters_true")
 
 
 def test_missing_required_key_and_bad_yaml(tmp_path):

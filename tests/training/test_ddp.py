@@ -22,13 +22,15 @@ def test_two_process_ddp_run_on_cpu(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "LUNGCAD_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "lungcad", "train", str(cfg), "--out", str(run),
-                           "--epochs", "2", "--devices", "2", "--strategy", "ddp"],
+                           "--epochs", "2", "--devices", "2", "--num-nodes", "1",
+                           "--strategy", "ddp"],
                           env=env, capture_output=True, text=True, timeout=240)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "distributed_backend=gloo" in output and "All distributed processes registered" in output
     meta = json.loads((run / "meta.json").read_text())
     assert meta["device"]["devices"] == 2 and meta["device"]["strategy"] == "ddp"
+    assert meta["device"]["num_nodes"] == 1
     assert meta["status"] == "finished"
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [0, 1]
     model = load_model(run)

@@ -75,3 +75,36 @@ def test_a_trainer_handing_back_misshapen_probabilities_is_refused(synthetic, tm
     with pytest.raises(LungcadError, match="one row per validation image"):
         finish(bad, view, tmp_path / "run", "youden")
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_training_gives_back_threads_and_random_state(synthetic, tmp_path):
+    """A trainer sets torch's thread count and seeds the global generators (Lightning's
+    seed_everything: torch, NumPy, random) for its own run; what runs next in the process
+    (another fold, a caller, another test) gets them back unchanged."""
+    import random
+
+    import numpy as np
+    import torch
+
+    dataset, split = synthetic
+    config = _write(tmp_path / "tiny.yaml",
+                    {"dataset": str(dataset), "split": str(split), "task": "jsrt-malignant",
+                     "model": "paper-cnn-lstm", "image_size": 32, "epochs": 1, "batch_size": 8,
+                     "progress_bar": False, "torch_threads": 1, "seed": 7})
+    before_threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # not the config's 1, which the trainer sets for its run
+    try:
+        torch.manual_seed(12345)
+        np.random.seed(12345)
+        random.seed(12345)
+        expected = (torch.rand(4), np.random.rand(4), random.random())
+        torch.manual_seed(12345)
+        np.random.seed(12345)
+        random.seed(12345)
+        assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+        assert torch.get_num_threads() == 2
+        assert torch.equal(torch.rand(4), expected[0])
+        assert np.array_equal(np.random.rand(4), expected[1])
+        assert random.random() == expected[2]
+    finally:
+        torch.set_num_threads(before_threads)

@@ -15,8 +15,9 @@ def _default_workers() -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("data", help="prepare datasets, make leak-free splits, check datasets",
-                            description="Datasets: prepare (convert sources), split (grouped, "
-                            "stratified folds as JSON), check (counts, duplicates, leaks).")
+                            description="Datasets: prepare (convert sources), import (box "
+                            "annotations), split (grouped, stratified folds as JSON), check "
+                            "(counts, duplicates, leaks).")
     verbs = parser.add_subparsers(dest="data_verb", metavar="SUBVERB")
     parser.set_defaults(func=lambda args: _help(parser))
 
@@ -33,6 +34,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default SOURCE/jsrt_metadata.csv)")
     p.add_argument("--workers", type=int, default=_default_workers(), help="processes")
     p.set_defaults(func=run_prepare)
+
+    i = verbs.add_parser("import", help="a box-annotated set (NODE21, COCO, VOC, CVAT, YOLO, "
+                         "ChestX-Det, NIH) into a dataset with lesions.csv",
+                         description="Import box annotations into a dataset folder: labels.csv "
+                         "(label lesion / no_lesion, width, height, spacing_mm), lesions.csv "
+                         "(one row a box, in the image's own pixels; docs/lesions.md) and "
+                         "images/ (links to the images where they lie, or copies with --copy). "
+                         "Everything is checked before anything is written.")
+    i.add_argument("sources", type=Path, nargs="+", metavar="SRC",
+                   help="annotation file(s): NODE21 metadata.csv, COCO or ChestX-Det JSON, "
+                   "CVAT XML, NIH BBox_List_2017.csv; VOC .xml or YOLO .txt files or folders")
+    i.add_argument("--format", required=True,
+                   choices=["node21", "coco", "voc", "cvat", "yolo", "chestx-det", "nih-bbox"])
+    i.add_argument("--images", required=True, type=Path, metavar="DIR",
+                   help="folder holding the images the annotations name")
+    i.add_argument("--out", required=True, type=Path, metavar="DATASET",
+                   help="new (or empty) dataset folder")
+    i.add_argument("--copy", action="store_true",
+                   help="copy the image files (default: link to them where they lie)")
+    i.add_argument("--labels", metavar="LABEL,...",
+                   help="keep only lesions with these labels (e.g. nodule,mass); others are "
+                   "dropped and counted")
+    i.add_argument("--spacing-mm", type=float, metavar="MM",
+                   help="millimetres a pixel for images whose header gives none (else "
+                   "evaluation assumes the JSRT field of view and says so)")
+    i.set_defaults(func=run_import)
 
     s = verbs.add_parser("split", help="grouped, stratified k-fold split file (JSON)",
                          description="Stratified k-fold split with a validation part inside each "
@@ -105,6 +132,22 @@ def run_prepare(args) -> int:
     print(f"prepared {result.written} image(s) into {result.out}; {len(result.failed)} failed"
           f"{skipped}")
     return 1 if result.failed else 0
+
+
+def run_import(args) -> int:
+    from lungcad.data.importer import import_dataset
+
+    keep = {k for k in (args.labels or "").split(",") if k.strip()} or None
+    result = import_dataset(args.format, list(args.sources), args.images, args.out, args.copy,
+                            keep, args.spacing_mm)
+    labels = ", ".join(f"{k} {v}" for k, v in result.by_label.items()) or "none"
+    print(f"imported {result.images} image(s) and {result.lesions} lesion(s) ({labels}) into "
+          f"{result.out} ({'copied' if args.copy else 'linked'})")
+    if result.dropped:
+        print("dropped (not in --labels): " + ", ".join(f"{k} {v}"
+                                                       for k, v in result.dropped.items()))
+    print("pixel spacing: " + ", ".join(f"{k} {v}" for k, v in result.spacing.items()))
+    return 0
 
 
 def run_split(args) -> int:

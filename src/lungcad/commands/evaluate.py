@@ -28,13 +28,22 @@ a training run's val_predictions.csv). A rule without --validation is chosen on 
 warns that this is optimistic. A number is applied as is. Without either, the model's own
 predicted_label column is scored.
 
-Nodule detection (FROC): --findings FINDINGS.csv (path,x,y,radius_mm,score, optional
-frame_size; coordinates in the image's pixels, 512 px frame unless frame_size says otherwise)
-with --dataset DATASET_DIR (its labels.csv rows with x_512, y_512 and size_mm are the nodules).
-A mark hits a nodule when its centre is within the nodule's radius plus --margin-mm (default 5)
-of its centre. Every image of the dataset counts, or only those of PREDICTIONS.csv when one is
-given. Writes froc.json and a FROC section (sensitivity at 1/8 to 8 false positives per image,
-CPM, bootstrap intervals, figure) into the report. PREDICTIONS.csv may be left out: FROC alone.
+Lesion detection (FROC): --findings FINDINGS.csv (path,x,y,radius_mm,score; coordinates in
+the image's own pixels) with --dataset DATASET_DIR: its lesions.csv (any number of lesions an
+image, boxes x0,y0,x1,y1 and/or centres x,y with diameter_mm, a label such as nodule or mass;
+docs/lesions.md), or, for a JSRT dataset without one, its labels.csv rows with x_512, y_512 and
+size_mm (marks then in a frame_size px JSRT frame, 512 by default). A mark hits a lesion when its
+centre is within the lesion's radius plus --margin-mm (default 5) of its centre, or inside its
+box grown by --margin-mm. Millimetres come from each image's spacing: labels.csv spacing_mm, the
+image header, else an assumed JSRT field of view (358.4 mm wide), said in the output. Every image
+of the dataset counts, or only those of PREDICTIONS.csv when one is given. Writes froc.json and a
+FROC section (sensitivity at 1/8 to 8 false positives per image, CPM, NODE21's figures: the
+sensitivity at 1/8, 1/4 and 1/2 FP per image and the image-level AUC of the strongest mark, per
+label tables, bootstrap intervals, figure) into the report. PREDICTIONS.csv may be left out.
+
+Training images: where PREDICTIONS.csv has lungcad predict's in_training_data column (the model
+directory records its training images) and some rows are True, the report and this command
+say NOT A VALIDATION, with how many images the model was trained on: such scores are in-sample.
 
 Clustered rows: --group-column COLUMN adds intervals that resample whole groups (a cluster
 bootstrap: slices of one patient, or near-duplicate slices where there are no patient ids)
@@ -100,21 +109,20 @@ def _froc(args: argparse.Namespace, image_paths: list[str] | None) -> dict:
     """Score the findings (FROC), write froc.json into --out, return the result."""
     from pathlib import Path
 
-    from lungcad.data.manifest import LABELS_FILE, Manifest
+    from lungcad.data.manifest import Manifest
     from lungcad.evaluation.froc import (
         froc_analysis,
         normalise_paths,
         read_findings,
         relative_paths,
-        truth_from_table,
     )
+    from lungcad.evaluation.lesion_truth import truth_from_lesions
     from lungcad.provenance import write_json
 
     manifest = Manifest.load(args.dataset)
-    source = str(Path(args.dataset) / LABELS_FILE)
     if image_paths is not None:
         image_paths = relative_paths(image_paths, args.dataset, set(manifest.paths))
-    truth = truth_from_table(manifest.table, image_paths, source)
+    truth = truth_from_lesions(manifest, image_paths)
     findings = normalise_paths(read_findings(args.findings), truth, args.dataset, args.findings)
     froc = froc_analysis(findings, truth, args.margin_mm, args.bootstrap, args.seed)
     froc["inputs"] = {"findings": str(args.findings), "dataset": str(args.dataset),
@@ -128,10 +136,21 @@ def _print_froc(froc: dict) -> None:
     cpm = froc["cpm"]
     interval = (f" [{cpm['ci_low']:.3f}, {cpm['ci_high']:.3f}]"
                 if cpm["ci_low"] is not None else "")
-    print(f"FROC: {froc['n_nodules']} nodules on {froc['n_images']} images, margin "
+    print(f"FROC: {froc['n_nodules']} lesions on {froc['n_images']} images, margin "
           f"{froc['margin_mm']:g} mm; CPM {cpm['value']:.3f}{interval}; "
           + ", ".join(f"{r['fp_per_image']:g} FP/image {r['sensitivity']:.3f}"
                       for r in froc["sensitivity_at"]))
+    auc = froc.get("image_level_auc") or {}
+    if auc.get("value") is not None:
+        print(f"image-level AUC (strongest mark) {auc['value']:.3f}"
+              + (f" [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]" if auc["ci_low"] is not None
+                 else ""))
+    if len(froc.get("by_label", [])) > 1:
+        print("by label: " + "; ".join(
+            f"{r['label']} ({r['lesions']}) CPM {r['cpm']:.3f}, 2 FP/image "
+            f"{r['sensitivity_at']['2']:.3f}" for r in froc["by_label"]))
+    for note in froc.get("lesions_and_spacing", []):
+        print(f"note: {note}")
 
 
 def _run_froc_only(args: argparse.Namespace) -> int:
@@ -197,6 +216,9 @@ def _run_predictions(args: argparse.Namespace) -> int:
             report, test, args.group_column, args.bootstrap, args.seed)
         add_section(report, section)
     _add_selective(report, test, args)
+    from lungcad.evaluation.in_sample import mark_in_sample
+
+    mark_in_sample(report, test)  # training images among them: not a validation, and it says so
     write_report(report, args.out)
 
     for warning in report["warnings"]:

@@ -44,6 +44,11 @@ def register(subparsers) -> None:
                         help="dataset folder, instead of the config's")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config key (repeatable)")
+    parser.add_argument("--devices", type=int, help="Lightning devices per machine (GPUs, or "
+                        "CPU processes with --strategy ddp)")
+    parser.add_argument("--num-nodes", type=int, dest="num_nodes",
+                        help="Lightning num_nodes: machines that train each fold together")
+    parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N",
                         help="bootstrap resamples for the pooled report's intervals "
                              "(default 2000; 0: none)")
@@ -51,6 +56,11 @@ def register(subparsers) -> None:
     parser.add_argument("--final", action="store_true",
                         help="after the cross-validation: train the final model on all images "
                              "into DIR/final/model (threshold from the out-of-fold predictions)")
+    parser.add_argument("--external", action="append", default=[], type=Path,
+                        metavar="DATASET",
+                        help="after the folds (and --final): score every fold model and the "
+                             "final model on this dataset's lesions, a set never trained on "
+                             "(repeatable); table in DIR/external-<name>.md beside summary.md")
     parser.add_argument("--name", metavar="NAME",
                         help="the final model's name (default: DIR's folder name)")
     parser.set_defaults(func=run)
@@ -59,11 +69,13 @@ def register(subparsers) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The command as a person would type it again (paths as given)."""
     words = ["lungcad", "experiment", str(args.config), "--out", str(args.out)]
-    for flag in ("folds", "split", "data"):
-        if getattr(args, flag) is not None:
-            words += [f"--{flag}", str(getattr(args, flag))]
+    for flag in ("folds", "split", "data", "devices", "num_nodes", "strategy"):
+        if getattr(args, flag, None) is not None:
+            words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for override in args.overrides:
         words += ["--set", override]
+    for dataset in getattr(args, "external", []):
+        words += ["--external", str(dataset)]
     words += ["--bootstrap", str(args.bootstrap), "--seed", str(args.seed)]
     return shlex.join(words)
 
@@ -92,13 +104,16 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"dataset={args.data.resolve()}")
     if args.split is not None:
         overrides.append(f"split={args.split.resolve()}")
-    config, options = load_experiment_config(args.config, overrides)
+    from lungcad.commands.train import hardware_overrides
+
+    config, options = load_experiment_config(args.config, overrides + hardware_overrides(args))
     if args.final:
         from lungcad.experiment.final import final_fit
 
         model_dir = final_fit(config, options, args.out, name=args.name,
                               command=final_command_line(args))
         print(f"final model: {model_dir} (card: {model_dir / 'MODEL_CARD.md'})")
+        _external(args, config)
         return 0
     if args.name:
         raise LungcadError("--name names the final model: use it with --final")
@@ -117,4 +132,21 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"summary: {Path(args.out) / 'summary.md'}; report: "
           f"{Path(args.out) / 'report' / 'report.html'}")
+    _external(args, config)
     return 0
+
+
+def _external(args: argparse.Namespace, config: dict) -> None:
+    """--external: every model of the experiment on each never-trained-on dataset."""
+    if not args.external:
+        return
+    from lungcad.experiment.external import score_external
+
+    for dataset in args.external:
+        result = score_external(args.out, dataset, config["dataset"], args.bootstrap, args.seed)
+        print(f"external {result['name']}: {result['n_images']} images, {result['n_lesions']} "
+              "lesions; " + "; ".join(
+                  f"{r['model']} sens@0.25 {r['sensitivity@0.25']:.3f}, image AUC "
+                  + ("n/a" if r["image_auc"] is None else f"{r['image_auc']:.3f}")
+                  for r in result["models"]))
+        print(f"external table: {Path(args.out) / ('external-' + result['name'] + '.md')}")

@@ -25,6 +25,10 @@ n_marks, top_mark_score and malignancy (image only); where the model has an age/
 malignancy_age_sex from --age/--sex, else each DICOM's PatientAge/PatientSex, else the
 dataset's age and sex columns (a missing one takes the training mean: age_sex_note says so).
 
+Models that record their training images (every bundled model) add in_training_data: True for
+an image that was one of them (its pixels' SHA-256); the verdict line and a note say so, and
+lungcad evaluate will not call a score on such images a validation.
+
 MODEL: a model directory, a training run folder, or a bundled model name.
 INPUT: image files (JSRT .IMG, PNG, JPEG, TIFF, BMP, DICOM, .npy), folders (searched
 recursively; files that are not images are skipped with a note), or one dataset folder (with
@@ -48,8 +52,11 @@ def register(subparsers) -> None:
     parser.add_argument("model", metavar="MODEL",
                         help="model directory, run folder, bundled name, or auto (the bundled "
                              "model(s) of each image's modality: DICOM tag, else the image)")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+",
+    parser.add_argument("inputs", metavar="INPUT", nargs="*",
                         help="image files, folders, or one dataset folder")
+    parser.add_argument("--list", type=Path, metavar="FILES.txt",
+                        help="also predict the files listed here, one path a line (relative "
+                             "paths from the list's folder; # starts a comment)")
     parser.add_argument("--out", type=Path, metavar="PREDICTIONS.csv",
                         help="predictions file to write (default: predictions.csv, or a one-line "
                              "verdict for a single image)")
@@ -82,6 +89,9 @@ def register(subparsers) -> None:
                              "findings.csv beside the predictions, or <stem>_findings.csv)")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                         help="run the model with PyTorch (default) or ONNX Runtime")
+    from lungcad.commands.predict_ray import add_options
+
+    add_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -117,6 +127,15 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.prediction import (check_output, collect_input, model_label, model_task,
                                     predict_input, write_predictions)
 
+    from lungcad.commands.predict_ray import check_local, run_ray
+
+    if args.list is not None:
+        from lungcad.image_files import read_file_list
+
+        args.inputs = list(args.inputs) + read_file_list(args.list)
+    if args.engine == "ray":
+        return run_ray(args, _report_failure)
+    check_local(args)
     if args.model == "auto":
         from lungcad.commands.predict_auto import run_auto
 
@@ -182,6 +201,11 @@ def run(args: argparse.Namespace) -> int:
         rule = f", threshold {threshold:.3g}" if threshold is not None else ""
         print(f"wrote {len(result.table)} prediction(s) to {out} (model {model_label(model)}"
               f"{rule})")
+        from lungcad.evaluation.in_sample import training_images_note
+
+        in_sample = training_images_note(result.table)
+        if in_sample:
+            print(f"lungcad predict: note: {in_sample}", file=sys.stderr)
     if result.findings is not None and (not verdict or args.findings is not None):
         from lungcad.detection.batch import findings_path_for, write_findings
 

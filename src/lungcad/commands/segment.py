@@ -16,7 +16,9 @@ jsrt-lungs) and write, per image, into DIR:
                       (an image under 512 px is enlarged so that the text stays legible)
 
 and one DIR/segmentation.csv: path, plausible, warning, per side the area and height in pixels
-(and in mm² / mm where the pixel spacing is known, e.g. from DICOM), lung_fraction, model.
+(and in mm² / mm where the pixel spacing is known, e.g. from DICOM), lung_fraction, model,
+in_domain and domain_score (the model's domain check, as classifiers have it: an image unlike
+the model's training images, or neither a chest radiograph nor a CT slice, is flagged).
 
 IMAGE: image files (JSRT .IMG, PNG, JPEG, TIFF, BMP, DICOM, .npy) or folders (searched
 recursively; files that are not images are skipped with a note). An image with no plausible pair
@@ -68,9 +70,10 @@ def segment_file(model, path: Path, out: Path, stem: str) -> dict:
                               min_side=READABLE_SIDE)
     (out / f"{stem}{OVERLAY_SUFFIX}").write_bytes(png_bytes(picture))
     row = {"path": str(path), "plausible": result.plausible,
-           "warning": "; ".join(result.warnings)}
+           "warning": "; ".join(result.notes())}
     row.update({c: result.measures.get(c) for c in MEASURE_COLUMNS})
     row["model"] = f"{model.spec.name}@{model.spec.version}"
+    row.update(in_domain=result.in_domain, domain_score=result.domain_score)
     return {"row": row, "result": result}
 
 
@@ -81,6 +84,8 @@ def summary_line(name: str, result, out: Path) -> str:
 
     found = ("; ".join(side_lines(result.measures)) if result.plausible
              else "no plausible pair of lungs (see the warning)")
+    if result.domain_note:
+        found += "; OUT OF DOMAIN (see the warning)"
     return f"{name}: {found}; mask and overlay in {out} \u2014 {SHORT_DISCLAIMER}"
 
 
@@ -125,15 +130,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             rows.append(done["row"])
             last = done["result"]
-            if last.warnings:
-                print(f"lungcad segment: warning: {path}: {'; '.join(last.warnings)}",
+            if last.notes():
+                print(f"lungcad segment: warning: {path}: {'; '.join(last.notes())}",
                       file=sys.stderr)
         bar.update(1)
     bar.close()
 
     if rows:
         table = pd.DataFrame(rows, columns=["path", "plausible", "warning", *MEASURE_COLUMNS,
-                                            "model"])
+                                            "model", "in_domain", "domain_score"])
         csv = args.out / CSV_FILE
         try:
             atomic_write(csv, neutralise_formulas(table).to_csv(

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--upload-timeout", type=float, default=None, metavar="SECONDS",
                         help="seconds a request body may take to arrive; a slower one is "
                              "answered 408 (default 60)")
+    parser.add_argument("--header-timeout", type=float, default=None, metavar="SECONDS",
+                        help="seconds a connection may take to send its request headers; a "
+                             "slower one is closed (default 10)")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                         help="a host name (or address) the server answers to, besides the "
                              "--host address, localhost, 127.0.0.1 and [::1]; repeat for "
@@ -65,12 +68,13 @@ def settings_from_args(args: argparse.Namespace):
         raise LungcadError(f"--max-decode-mb must be positive, not {args.max_decode_mb:g}")
     if args.max_in_flight is not None and args.max_in_flight < 1:
         raise LungcadError(f"--max-in-flight must be at least 1, not {args.max_in_flight}")
-    if args.upload_timeout is not None and not 0 < args.upload_timeout < float("inf"):
-        raise LungcadError(f"--upload-timeout must be a positive number of seconds, not "
-                           f"{args.upload_timeout:g}")
+    for option, value in (("--upload-timeout", args.upload_timeout),
+                          ("--header-timeout", args.header_timeout)):
+        if value is not None and not 0 < value < float("inf"):
+            raise LungcadError(f"{option} must be a positive number of seconds, not {value:g}")
     extra = {name: value for name, value in [
         ("max_pixels", args.max_pixels), ("max_in_flight", args.max_in_flight),
-        ("body_timeout_s", args.upload_timeout),
+        ("body_timeout_s", args.upload_timeout), ("header_timeout_s", args.header_timeout),
         ("max_decode_bytes", None if args.max_decode_mb is None else int(args.max_decode_mb * MB)),
     ] if value is not None}
     return ServeSettings(host=args.host, port=args.port,
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.errors import LungcadError
     from lungcad.disclaimer import DISCLAIMER
     from lungcad.serving.app import create_app
+    from lungcad.serving.http_protocol import server_options
     from lungcad.serving.loading import default_model_names
 
     settings = settings_from_args(args)
@@ -108,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"lungcad serve: {', '.join(app.state.served)} on http://{shown}:{settings.port}/ "
           f"(API docs at /docs). {DISCLAIMER}", file=sys.stderr)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
+                    **server_options(settings))
     except SystemExit as stop:  # uvicorn logs why (port in use...) and exits
         if stop.code:
             raise LungcadError(f"the server could not run on {settings.host}:{settings.port} "

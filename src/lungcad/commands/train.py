@@ -27,6 +27,9 @@ def register(subparsers) -> None:
                         help="override a config key, e.g. --set lr=3e-4 --set model_args.pretrained=none "
                              "(repeatable)")
     parser.add_argument("--devices", type=int, help="number of devices (GPUs, or CPU processes with ddp)")
+    parser.add_argument("--num-nodes", type=int, dest="num_nodes",
+                        help="number of machines (Lightning's num_nodes; launch one process per "
+                             "device on each, docs/scale.md)")
     parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     parser.add_argument("--restart", action="store_true",
                         help="start over in --out instead of resuming the run found there")
@@ -40,11 +43,17 @@ def cli_overrides(args: argparse.Namespace) -> list[str]:
         overrides.append(f"dataset={args.data.resolve()}")
     if args.split is not None:
         overrides.append(f"split={args.split.resolve()}")
-    for key in ("fold", "epochs", "devices", "strategy"):
+    for key in ("fold", "epochs"):
         value = getattr(args, key)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return overrides
+    return overrides + hardware_overrides(args)
+
+
+def hardware_overrides(args: argparse.Namespace) -> list[str]:
+    """--devices, --num-nodes, --strategy as config overrides: Lightning gets them as given."""
+    return [f"{key}={getattr(args, key)}" for key in ("devices", "num_nodes", "strategy")
+            if getattr(args, key, None) is not None]
 
 
 def run(args: argparse.Namespace) -> int:

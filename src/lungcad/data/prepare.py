@@ -6,7 +6,8 @@ Formats:
   (``study_id,subtlety,size,age,gender,x,y,state,position,diagnosis``; x, y in the 2048 matrix;
   ``?`` for an unknown age; study_id with or without an extension). Written with the columns of
   the shared JSRT set: path,label,has_nodule,malignant,subtlety,size_mm,age,sex,x_2048,y_2048,
-  x_N,y_N,position,diagnosis. Non-nodule cases get no nodule attributes (subtlety, size,
+  x_N,y_N,position,diagnosis, then width,height,spacing_mm (N, N, 0.175 * 2048 / N), and a
+  ``lesions.csv`` (:mod:`lungcad.data.lesions`) with each nodule in the image's own pixels. Non-nodule cases get no nodule attributes (subtlety, size,
   coordinates, position), whatever placeholder the source holds.
 * ``folders``: one sub-folder per class; names are normalised ("Bengin cases" -> benign).
 * ``manifest``: re-size an existing dataset: every column kept, coordinates in an N x N frame
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.jsrt_geometry import JSRT_MATRIX
+from lungcad.jsrt_geometry import JSRT_MATRIX, jsrt_mm_per_pixel
 from lungcad.data.manifest import LABELS_FILE, Manifest
 from lungcad.errors import LungcadError
 from lungcad.io import IMAGE_SUFFIXES
@@ -69,6 +70,12 @@ class PrepareResult:
     skipped: list[str] = field(default_factory=list)               # not images, not attempted
 
 
+# zlib level of the PNGs written: 1 instead of Pillow's 6. The encoder is the largest cost of a
+# file (docs/benchmarks.md, "Data preparation"); level 1 writes a 16-bit JSRT image in about
+# two thirds of the time for a file about a fifth larger; the pixels are the same.
+PNG_COMPRESS_LEVEL = 1
+
+
 def _write_png(array: np.ndarray, path: Path, sixteen_bit: bool) -> None:
     from PIL import Image
 
@@ -79,7 +86,7 @@ def _write_png(array: np.ndarray, path: Path, sixteen_bit: bool) -> None:
     else:
         image = Image.fromarray(np.round(clipped * 255).astype(np.uint8))
     partial = path.with_name(path.name + ".partial.png")
-    image.save(partial)
+    image.save(partial, compress_level=PNG_COMPRESS_LEVEL)
     partial.replace(path)
 
 
@@ -196,6 +203,7 @@ def jsrt_row(record: pd.Series, size: int) -> dict:
         row[f"y_{size}"] = y * size / JSRT_MATRIX
     row["position"] = _text(record["position"]) if nodule else np.nan
     row["diagnosis"] = _text(record["diagnosis"])
+    row.update({"width": size, "height": size, "spacing_mm": jsrt_mm_per_pixel(size)})
     return row
 
 
@@ -247,7 +255,21 @@ def prepare_jsrt(source: Path, metadata: Path | None, out: Path, size: int | Non
                for stem, p in files.items() if stem not in listed]
     result = _finish(out, pd.DataFrame(rows), run_jobs(jobs, workers, "prepare jsrt"), names)
     result.failed = failed + result.failed
+    write_jsrt_lesions(out, side)
     return result
+
+
+def write_jsrt_lesions(out: Path, side: int) -> None:
+    """lesions.csv of a prepared JSRT set: one nodule a nodule case, its centre (x_N, y_N) in
+    the image's own pixels and its diameter, subtlety kept (the lesion table's JSRT producer)."""
+    from lungcad.atomic import atomic_write
+    from lungcad.data.lesions import LESIONS_FILE, derive_jsrt_lesions, lesions_csv_text
+
+    table = Manifest.load(out).table
+    if not len(table):
+        return
+    lesions = derive_jsrt_lesions(table, side)
+    atomic_write(out / LESIONS_FILE, lesions_csv_text(lesions).encode())
 
 
 # --- folders -------------------------------------------------------------------------------

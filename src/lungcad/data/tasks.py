@@ -71,6 +71,11 @@ TASKS: dict[str, Task] = {
              {"malignant": "malignant", "benign": "rest", "non_nodule": "rest"}),
         Task("jsrt-nodule", ("no_nodule", "nodule"), "JSRT: any nodule vs none",
              {"malignant": "nodule", "benign": "nodule", "non_nodule": "no_nodule"}),
+        Task("lesion", ("no_lesion", "lesion"),
+             "Radiograph: any lesion (nodule, mass...) vs none; imported sets (lungcad data "
+             "import: labels lesion / no_lesion) and JSRT (its labels), so several sets combine",
+             {"lesion": "lesion", "no_lesion": "no_lesion", "malignant": "lesion",
+              "benign": "lesion", "non_nodule": "no_lesion"}),
         Task("jsrt-3class", ("non_nodule", "benign", "malignant"),
              "JSRT: no nodule, benign nodule, malignant nodule",
              {"malignant": "malignant", "benign": "benign", "non_nodule": "non_nodule"}),

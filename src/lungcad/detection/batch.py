@@ -137,6 +137,6 @@ def write_findings(table: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     try:
         return atomic_write(path, neutralise_formulas(table.copy()).to_csv(
-            index=False, lineterminator="\n", float_format="%.6g").encode())
+            index=False, lineterminator="\n").encode())
     except OSError as exc:
         raise LungcadError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, excerpt
 
 MAX_AGE = 120.0
 _DICOM_AGE = re.compile(r"^(\d{3})([DWMY])$")
@@ -46,10 +46,10 @@ def parse_age(value, source: str = "age") -> float | None:
             try:
                 years = float(text)
             except ValueError:
-                raise LungcadError(f"{source} {value!r} is not an age: give years as a number "
-                                   "(e.g. 63) or a DICOM age string (e.g. 063Y)") from None
+                raise LungcadError(f"{source} {excerpt(value)} is not an age: give years as a "
+                                   "number (e.g. 63) or a DICOM age string (e.g. 063Y)") from None
     if not math.isfinite(years) or not 0 <= years <= MAX_AGE:
-        raise LungcadError(f"{source} {value!r} is out of range: an age is 0 to "
+        raise LungcadError(f"{source} {excerpt(value)} is out of range: an age is 0 to "
                            f"{MAX_AGE:g} years")
     return years
 
@@ -62,7 +62,7 @@ def parse_sex(value, source: str = "sex") -> float | None:
     if text in ("", "o", "other", "unknown"):
         return None
     if text not in _SEXES:
-        raise LungcadError(f"{source} {value!r} is not a sex: give M or F (male or female)")
+        raise LungcadError(f"{source} {excerpt(value)} is not a sex: give M or F (male or female)")
     return _SEXES[text]
 
 

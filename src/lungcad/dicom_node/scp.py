@@ -1,31 +1,38 @@
 """The Storage SCP. Each received instance is checked while its C-STORE is open (a readable
-DICOM image, with a model for its modality) and answered at once, so that a sender's timeout
-(Orthanc's is 10 s) never depends on the model's speed:
+DICOM image, with a model for its modality), made durable in the spool (written, fsynced and
+renamed: :mod:`lungcad.dicom_node.spool`), and only then answered, so that an instance answered
+Success survives a crash of the node, and a sender's timeout (Orthanc's is 10 s) never depends
+on the model's speed:
 
-- 0x0000 Success: accepted; its SR and overlay follow (or the instance holds no image, e.g. an
-  SR, and is ignored, with a log line);
+- 0x0000 Success: in the spool; its SR and overlay follow (or the instance holds no image, e.g.
+  an SR, and is ignored, with a log line);
 - 0xC000 Failure, "Cannot understand" (PS3.4 B.2.3): not a readable DICOM image, or no model
   for it; the Error Comment says why;
-- 0xA700 Failure, "Out of Resources": the node's queue is full (try again later).
+- 0xA700 Failure, "Out of Resources": the spool holds its limit of instances or bytes, or the
+  instance could not be written to disk (send again later).
 
-Accepted images are run, one at a time, by a worker thread that C-STOREs each one's SR and
-overlay to the destination; a failure there is logged and counted. A bad image never stops the
-association or the node. :meth:`DicomNode.shutdown` stops listening, lets the running
-associations finish and the queue drain.
+A worker thread (:mod:`lungcad.dicom_node.delivery`) runs the spooled instances, one at a time,
+and C-STOREs each one's SR and overlay to the destination, retrying with backoff; an instance
+leaves the spool when the destination has taken all its results, or goes to ``failed/``. A bad
+image never stops the association or the node. :meth:`DicomNode.start` resumes what the spool
+holds; :meth:`DicomNode.shutdown` stops listening, lets the running associations finish, and
+leaves what is not yet delivered in the spool for the next start.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import queue
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from lungcad.dicom_node.destination import Destination, store
-from lungcad.dicom_out import ModelChooser, dicom_results
+from lungcad.dicom_node.delivery import Deliverer, RetryPolicy
+from lungcad.dicom_node.destination import Destination
+from lungcad.dicom_node.spool import MB, Spool, SpoolFull, spool_key
+from lungcad.dicom_out import ModelChooser
 from lungcad.errors import LungcadError
 
 log = logging.getLogger("lungcad.listen")
@@ -37,10 +44,12 @@ OUT_OF_RESOURCES = 0xA700
 @dataclass
 class NodeStats:
     received: int = 0
-    accepted: int = 0
-    processed: int = 0
-    stored: int = 0       # images whose results the destination took
-    failed: int = 0       # refused on receipt, or failed in the model or at the destination
+    accepted: int = 0     # made durable in the spool, answered Success
+    refused: int = 0      # answered 0xC000 or 0xA700
+    processed: int = 0    # model run, results in the outbox
+    stored: int = 0       # instances whose results the destination took
+    failed: int = 0       # moved to failed/ (the model failed, or the attempts ran out)
+    retries: int = 0      # attempts to store that failed and were scheduled again
     ignored: int = 0
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -52,7 +61,8 @@ class NodeStats:
 
     def line(self) -> str:
         return (f"{self.received} received, {self.processed} processed, {self.stored} stored to "
-                f"the destination, {self.failed} failed, {self.ignored} ignored (not images)")
+                f"the destination, {self.failed} failed, {self.refused} refused, {self.ignored} "
+                f"ignored (not images), {self.retries} retried")
 
 
 def _failure(code: int, message: str):
@@ -67,17 +77,21 @@ def _failure(code: int, message: str):
 class DicomNode:
     """``lungcad listen``: a Storage SCP with AE title ``aet`` on ``host:port``."""
 
-    def __init__(self, chooser: ModelChooser, destination: Destination, *, aet: str = "LUNGCAD",
-                 host: str = "127.0.0.1", port: int = 11112, heatmap: bool = True,
-                 queue_size: int = 500):
+    def __init__(self, chooser: ModelChooser, destination: Destination, *, spool: str | Path,
+                 aet: str = "LUNGCAD", host: str = "127.0.0.1", port: int = 11112,
+                 heatmap: bool = True, retry: RetryPolicy = RetryPolicy(),
+                 max_instances: int = 500, max_bytes: int = 4096 * MB,
+                 store_timeout: float = 30.0, durable: bool = True):
         if not 0 < len(aet) <= 16:
             raise LungcadError(f"--aet {aet!r}: an AE title has 1 to 16 characters")
         self.chooser, self.destination = chooser, destination
         self.aet, self.host, self.port, self.heatmap = aet, host, int(port), heatmap
+        self.spool_dir, self.retry, self.store_timeout = Path(spool), retry, store_timeout
+        self.limits, self.durable = (max_instances, max_bytes), durable
         self.stats = NodeStats()
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.spool: Spool | None = None
+        self.deliverer: Deliverer | None = None
         self._server = None
-        self._worker: threading.Thread | None = None
 
     # -- receiving -----------------------------------------------------------------------
     def handle_store(self, event):
@@ -89,24 +103,32 @@ class DicomNode:
             data = event.encoded_dataset(include_meta=True)
             image = self._check(data, label)
         except LungcadError as exc:
-            self.stats.add(failed=1)
+            self.stats.add(refused=1)
             log.warning("refused: %s", exc)
             # The Error Comment holds 64 characters: the reason, without the instance's name.
             return _failure(CANNOT_UNDERSTAND, str(exc).replace(label, "").lstrip(" :,;"))
         except Exception as exc:  # noqa: BLE001  a bad image must not stop the node
-            self.stats.add(failed=1)
+            self.stats.add(refused=1)
             log.exception("refused: unexpected error on %s", label)
             return _failure(CANNOT_UNDERSTAND, f"unexpected error: {exc}")
         if not image:
             self.stats.add(ignored=1)
             return 0x0000
+        key = spool_key(event.request.AffectedSOPInstanceUID)
         try:
-            self._queue.put((data, label), timeout=30)
-        except queue.Full:
-            self.stats.add(failed=1)
-            log.warning("refused: %s: the queue is full", label)
-            return _failure(OUT_OF_RESOURCES, "lungcad queue full; send again later")
+            self.spool.accept(key, data)
+        except SpoolFull as exc:
+            self.stats.add(refused=1)
+            log.warning("refused (0xA700): %s: %s", label, exc)
+            return _failure(OUT_OF_RESOURCES, "lungcad spool full; send again later")
+        except OSError as exc:
+            self.stats.add(refused=1)
+            log.error("refused (0xA700): %s: cannot write it to the spool %s (%s)", label,
+                      self.spool_dir, exc)
+            return _failure(OUT_OF_RESOURCES, f"lungcad cannot store it: {exc.strerror or exc}")
         self.stats.add(accepted=1)
+        log.info("received %s: in the spool", label)
+        self.deliverer.wake()
         return 0x0000
 
     def _check(self, data: bytes, label: str) -> bool:
@@ -131,46 +153,9 @@ class DicomNode:
         load_image(data, name=label)     # decodes: a LungcadError for a damaged image
         return True
 
-    # -- processing ----------------------------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                self._process(*item)
-            finally:
-                self._queue.task_done()
-
-    def _process(self, data: bytes, label: str) -> None:
-        import pydicom
-
-        try:
-            with self.chooser.lock:  # one model run at a time
-                ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
-                results = [r for model in self.chooser.models_for(ds)
-                           for r in dicom_results(model, data, heatmap=self.heatmap, label=label)]
-        except LungcadError as exc:
-            self.stats.add(failed=1)
-            log.warning("failed: %s", exc)
-            return
-        except Exception:  # noqa: BLE001  one image's failure must not stop the worker
-            self.stats.add(failed=1)
-            log.exception("failed: unexpected error on %s", label)
-            return
-        self.stats.add(processed=1)
-        try:
-            store(results, self.destination, calling_aet=self.aet)
-        except LungcadError as exc:
-            self.stats.add(failed=1)
-            log.warning("results of %s not stored: %s", label, exc)
-            return
-        self.stats.add(stored=1)
-        log.info("%s: results stored to %s", label, self.destination)
-
-    def wait_idle(self) -> None:
-        """Block until every accepted image has been processed (and stored or failed)."""
-        self._queue.join()
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the spool is empty: every accepted image stored or in failed/."""
+        return self.deliverer.wait_idle(timeout)
 
     # -- the server ----------------------------------------------------------------------
     def start(self):
@@ -179,6 +164,14 @@ class DicomNode:
         from pynetdicom.sop_class import Verification
 
         self.stats = NodeStats()
+        self.spool = Spool(self.spool_dir, max_instances=self.limits[0],
+                           max_bytes=self.limits[1], durable=self.durable)
+        held = self.spool.usage()[0]
+        if held:
+            log.info("resuming %d instance(s) held in the spool %s", held, self.spool_dir)
+        self.deliverer = Deliverer(self.spool, self.chooser, self.destination, self.stats,
+                                   calling_aet=self.aet, heatmap=self.heatmap, retry=self.retry,
+                                   store_timeout=self.store_timeout)
         ae = AE(ae_title=self.aet)
         ae.supported_contexts = AllStoragePresentationContexts
         ae.add_supported_context(Verification)
@@ -188,15 +181,16 @@ class DicomNode:
             self._server = ae.start_server((self.host, self.port), block=False,
                                            evt_handlers=[(evt.EVT_C_STORE, self.handle_store)])
         except OSError as exc:
+            self.spool.close()
             raise LungcadError(f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
                                "is another program using the port? choose one with --port") from None
-        self._worker = threading.Thread(target=self._work, name="lungcad-node-worker", daemon=True)
-        self._worker.start()
+        self.deliverer.start()
         return self._server
 
     def shutdown(self, wait: float = 60.0) -> None:
         """Stop accepting associations, let the running ones finish (up to ``wait`` seconds,
-        then abort them), close the socket, and process what was accepted."""
+        then abort them), close the socket, and stop the worker once the instance in hand is
+        done: the rest stays in the spool, resumed on the next start."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -208,10 +202,8 @@ class DicomNode:
             if assoc.is_alive():
                 log.warning("aborting an association still running after %.0f s", wait)
                 assoc.abort()
-        if self._worker is not None:
-            self._queue.put(None)  # after every accepted image
-            self._worker.join()
-            self._worker = None
+        self.deliverer.stop()
+        self.spool.close()
 
     def serve(self, stop: threading.Event, poll: float = 0.5) -> NodeStats:
         """Listen until ``stop`` is set (SIGTERM / SIGINT in ``lungcad listen``)."""

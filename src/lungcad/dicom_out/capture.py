@@ -9,8 +9,8 @@ import warnings
 
 import numpy as np
 
-from lungcad.dicom_out.common import (CAPTURE_SERIES_DESCRIPTION, CAPTURE_SERIES_NUMBER,
-                                      MANUFACTURER, RESEARCH_NOTICE, Analysis, derived_uid, new_uid)
+from lungcad.dicom_out.common import (CAPTURE_SERIES_NUMBER, MANUFACTURER, RESEARCH_NOTICE,
+                                      Analysis, derived_uid, result_uid, series_description)
 from lungcad.version import __version__
 
 _AXES = (("L", "R"), ("P", "A"), ("H", "F"))
@@ -69,11 +69,13 @@ def build_capture(source, analysis: Analysis, instance_number: int = 1):
             bits_allocated=8, coordinate_system="PATIENT",
             series_instance_uid=derived_uid("capture", source.SeriesInstanceUID,
                                             analysis.model_name, analysis.model_version),
-            series_number=CAPTURE_SERIES_NUMBER, sop_instance_uid=new_uid(),
+            series_number=CAPTURE_SERIES_NUMBER,
+            sop_instance_uid=result_uid("capture", source, analysis,
+                                        "heatmap" if analysis.heatmap is not None else "plain"),
             instance_number=instance_number, manufacturer=MANUFACTURER,
             patient_orientation=patient_orientation(source),
             pixel_spacing=tuple(float(s) for s in spacing) if spacing else None,
-            series_description=CAPTURE_SERIES_DESCRIPTION, content_qualification="RESEARCH",
+            series_description=series_description(analysis, "overlay"), content_qualification="RESEARCH",
             manufacturer_model_name=analysis.model_label[:64],
             software_versions=f"lungcad {__version__}")
     reference = Dataset()

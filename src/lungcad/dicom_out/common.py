@@ -15,8 +15,6 @@ MANUFACTURER = "lungcad"
 SCHEME = "99LUNGCAD"
 SR_SERIES_NUMBER = 9901
 CAPTURE_SERIES_NUMBER = 9902
-SR_SERIES_DESCRIPTION = "lungcad AI results (SR) - research only"
-CAPTURE_SERIES_DESCRIPTION = "lungcad AI overlay - research only"
 # Root under which lungcad derives its UIDs (pydicom's, made unique per input by entropy).
 _UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 
@@ -29,10 +27,19 @@ def derived_uid(*parts: object) -> str:
     return generate_uid(prefix=_UID_PREFIX, entropy_srcs=[str(p) for p in parts])
 
 
-def new_uid() -> str:
-    from pydicom.uid import generate_uid
+def result_uid(kind: str, source, analysis: "Analysis", *more: object) -> str:
+    """The UID of one result about one source instance: the same for the same source SOP
+    Instance UID, model, model version and ``kind`` (``sr``, ``capture``, a tracking id...),
+    so that a retried or resumed run stores the same instance again, never a second copy."""
+    return derived_uid(kind, source.SOPInstanceUID, analysis.model_name, analysis.model_version,
+                       *more)
 
-    return generate_uid(prefix=_UID_PREFIX)
+
+def series_description(analysis: "Analysis", what: str) -> str:
+    """``lungcad <model> v<version> <what> - research only`` within the 64 characters of a
+    DICOM LO: a reader of the PACS tells which model wrote which series."""
+    tail = f" {what} - research only"
+    return f"lungcad {analysis.model_label}"[:64 - len(tail)] + tail
 
 
 @dataclass

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lungcad.dicom_out.common import (MANUFACTURER, RESEARCH_NOTICE, SCHEME, SR_SERIES_DESCRIPTION,
-                                      SR_SERIES_NUMBER, Analysis, derived_uid, new_uid)
+from lungcad.dicom_out.common import (MANUFACTURER, RESEARCH_NOTICE, SCHEME, SR_SERIES_NUMBER,
+                                      Analysis, derived_uid, result_uid, series_description)
 from lungcad.version import __version__
 
 THRESHOLD_MEANING = "Decision threshold"
@@ -76,7 +76,8 @@ def _classification_group(source, analysis: Analysis, classes: list[str]):
                                                  codes.SCT.Yes if analysis.in_domain
                                                  else codes.SCT.No))
     return MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(uid=new_uid(), identifier="image classification"),
+        tracking_identifier=TrackingIdentifier(uid=result_uid("track", source, analysis, 0),
+                                               identifier="image classification"),
         finding_type=codes.SCT.Finding, algorithm_id=_algorithm(analysis),
         measurements=measurements or None, qualitative_evaluations=evaluations or None,
         source_images=[SourceImageForMeasurementGroup.from_source_image(source)])
@@ -105,7 +106,8 @@ def _finding_group(source, analysis: Analysis, finding, index: int):
     region = ImageRegion(graphic_type=graphic_type, graphic_data=data,
                          source_image=SourceImageForRegion.from_source_image(source))
     return PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(uid=new_uid(), identifier=f"finding {index}"),
+        tracking_identifier=TrackingIdentifier(uid=result_uid("track", source, analysis, index),
+                                               identifier=f"finding {index}"),
         referenced_region=region, finding_type=codes.SCT.Nodule,
         algorithm_id=_algorithm(analysis), measurements=measurements)
 
@@ -141,9 +143,9 @@ def build_sr(source, analysis: Analysis, classes: list[str] | None = None,
         evidence=[source], content=report[0],
         series_instance_uid=derived_uid("sr", source.SeriesInstanceUID, analysis.model_name,
                                         analysis.model_version),
-        series_number=SR_SERIES_NUMBER, sop_instance_uid=new_uid(),
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=result_uid("sr", source, analysis),
         instance_number=instance_number, manufacturer=MANUFACTURER, is_complete=True,
-        series_description=SR_SERIES_DESCRIPTION, content_qualification="RESEARCH",
+        series_description=series_description(analysis, "SR"), content_qualification="RESEARCH",
         manufacturer_model_name=analysis.model_label[:64],
         software_versions=f"lungcad {__version__}")
 

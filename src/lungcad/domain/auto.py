@@ -1,9 +1,12 @@
 """``auto``: the bundled model(s) for each input's modality, so a user need not choose.
 
 An input's modality comes from its DICOM ``Modality`` tag where it has one, else from the
-shipped radiograph-vs-CT classifier (:func:`lungcad.domain.modality.guess_modality`). The
-models of a modality are the bundled classifiers and detectors whose model.json names it
-(segmenters such as ``jsrt-lungs`` draw masks, not verdicts: ``lungcad segment``).
+shipped modality classifier (:func:`lungcad.domain.modality.guess_modality`). The models of a
+modality are the bundled classifiers and detectors whose model.json names it (segmenters such
+as ``jsrt-lungs`` draw masks, not verdicts: ``lungcad segment``). An image the classifier
+calls neither a chest radiograph nor a CT slice (a photograph, a gradient, a blank page) goes
+to no model (:func:`routed`), and the answer says why (:func:`not_routed`); a named model still
+reads it, flagged out of domain.
 
 - ``lungcad.load_model("auto")`` gives an :class:`AutoModel`: ``predict(image)`` returns an
   :class:`AutoPrediction` (the modality, and one prediction per model of that modality);
@@ -17,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 
 from lungcad.domain.check import predict_image
-from lungcad.domain.modality import NAMES, ModalityGuess, canonical, guess_modality
+from lungcad.domain.modality import MODALITIES, NAMES, ModalityGuess, canonical, guess_modality
 from lungcad.errors import LungcadError
 from lungcad.io import read_input
 
@@ -42,6 +45,20 @@ def bundled_by_modality() -> dict[str, list[str]]:
     return out
 
 
+def routed(guess: ModalityGuess) -> str | None:
+    """The modality whose models read an image (``radiograph`` or ``ct``), or None for one that
+    is neither: no model of either modality is meant for it."""
+    return guess.modality if guess.modality in MODALITIES else None
+
+
+def not_routed(guess: ModalityGuess, name: str = "image") -> str:
+    """Why ``auto`` sent an image to no model, and what to do about it."""
+    return (f"{name}: sent to no model: it is {guess.describe()}. The models read chest "
+            "radiographs and CT slices; to read it anyway, pick a model by name (the page's "
+            "model menu, or `lungcad predict MODEL FILE`): its answer will be flagged out of "
+            "domain")
+
+
 def models_for(modality: str) -> list[str]:
     names = bundled_by_modality().get(modality, [])
     if not names:
@@ -57,6 +74,8 @@ class AutoPrediction:
     predictions: dict = field(default_factory=dict)  # model name -> ImagePrediction
 
     def verdict(self) -> str:
+        if routed(self.modality) is None:
+            return not_routed(self.modality)
         head = f"{self.modality.describe()}; models: {', '.join(self.predictions)}"
         return "\n".join([head] + [f"{name}: {p.verdict()}"
                                    for name, p in self.predictions.items()])
@@ -80,6 +99,8 @@ class AutoModel:
         given = read_input(image, modality)
         image, modality = given.array, given.meta.modality
         guess = guess_modality(image, modality)
+        if routed(guess) is None:
+            return AutoPrediction(guess)
         tag = modality if canonical(modality) != "unknown" else guess.modality
         return AutoPrediction(guess, {name: predict_image(self.model(name), image, tag)
                                       for name in models_for(guess.modality)})

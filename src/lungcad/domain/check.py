@@ -9,10 +9,16 @@ no network, so PyTorch and ONNX Runtime give the same answer):
    (:mod:`lungcad.domain.modality`);
 2. domain score: the input's distance to the model's training images
    (:mod:`lungcad.domain.reference`); above the stored threshold the input is **out of
-   domain**: it is still answered, and the answer says so.
+   domain**: it is still answered, and the answer says so. An input the modality check calls
+   neither a chest radiograph nor a CT slice (a photograph, a gradient) is out of domain
+   whatever its score, and the answer says why.
 
 Models without ``domain`` in model.json (older directories, models made by ``lungcad train``)
 get neither check: their ``in_domain`` is None (unknown).
+
+3. training data: where the model directory records its training images
+   (:mod:`lungcad.domain.training_data`), ``in_training`` says whether this image was one of
+   them (None: not recorded), and the note says so.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 from lungcad.domain.descriptors import describe
 from lungcad.domain.modality import guess_modality, refusal
 from lungcad.domain.reference import DOMAIN_FILE, DomainReference
+from lungcad.domain.training_data import IN_TRAINING_NOTE, in_training_data
 from lungcad.errors import LungcadError
 from lungcad.io import read_input
 
@@ -41,14 +48,23 @@ class Screen:
     score: float | None = None
     in_domain: bool | None = None
     threshold: float | None = None
-    modality: str | None = None   # radiograph / ct, as decided (tag or image)
+    modality: str | None = None   # radiograph / ct / neither, as decided (tag or image)
+    neither: str = ""             # why the image is neither modality, where it is
+    in_training: bool | None = None  # one of the model's training images (None: not recorded)
 
-    def note(self) -> str:
-        """A sentence for verdict lines and pages; empty where the input is in domain."""
-        if self.in_domain is not False:
-            return ""
-        return (f"OUT OF DOMAIN: {OUT_OF_DOMAIN_TEXT} (domain score {self.score:.3g} > "
-                f"threshold {self.threshold:.3g}); do not read this verdict")
+    def note(self, what: str = "verdict") -> str:
+        """A sentence for verdict lines and pages; empty where the input is in domain and not
+        one of the model's training images."""
+        notes = [IN_TRAINING_NOTE] if self.in_training else []
+        if self.in_domain is False and self.neither:
+            notes.insert(0, f"OUT OF DOMAIN: this image is {self.neither}, so "
+                            f"{OUT_OF_DOMAIN_TEXT} (domain score {self.score:.3g}, threshold "
+                            f"{self.threshold:.3g}); do not read this {what}")
+        elif self.in_domain is False:
+            notes.insert(0, f"OUT OF DOMAIN: {OUT_OF_DOMAIN_TEXT} (domain score "
+                            f"{self.score:.3g} > threshold {self.threshold:.3g}); do not read "
+                            f"this {what}")
+        return "; ".join(notes)
 
 
 def load_reference(directory: Path | None, summary: dict | None) -> DomainReference | None:
@@ -83,7 +99,7 @@ def screen(model, images: Sequence[np.ndarray], names: Sequence[str] | None = No
     out = []
     for image, name, tag in zip(images, names, tags):
         if reference is None:
-            out.append(Screen())
+            out.append(Screen(in_training=in_training_data(model, image)))
             continue
         guess = guess_modality(image, tag)
         message = refusal(guess, summary.get("modality", model.spec.modality), model.spec.name,
@@ -92,8 +108,11 @@ def screen(model, images: Sequence[np.ndarray], names: Sequence[str] | None = No
             out.append(Screen(refused=message, modality=guess.modality))
             continue
         score = float(reference.score(describe(image, reference.size)[None])[0])
-        out.append(Screen(score=score, in_domain=bool(score <= reference.threshold),
-                          threshold=reference.threshold, modality=guess.modality))
+        neither = guess.describe() if guess.modality == "neither" else ""
+        out.append(Screen(score=score, in_domain=bool(score <= reference.threshold
+                                                      and not neither),
+                          threshold=reference.threshold, modality=guess.modality,
+                          neither=neither, in_training=in_training_data(model, image)))
     return out
 
 
@@ -132,3 +151,18 @@ def predict_image(model, image, modality: str | None = None):
     check = screen_one(model, given.array, given.source, given.meta.modality)
     probs = model.predict_proba([given.array], sources=[given.source])[0]
     return model.prediction(probs, check)
+
+
+def add_check_columns(model, table, checks: list[Screen]) -> None:
+    """Insert, before ``table``'s ``model`` column, the checks of its rows: ``in_domain`` and
+    ``domain_score`` where the model has a domain reference, ``in_training_data`` where its
+    directory records its training images."""
+    if not len(checks):
+        return
+    if reference_of(model) is not None:
+        table.insert(table.columns.get_loc("model"), "in_domain", [c.in_domain for c in checks])
+        table.insert(table.columns.get_loc("model"), "domain_score",
+                     [c.score for c in checks])  # unrounded: in_domain follows from it
+    if any(c.in_training is not None for c in checks):
+        table.insert(table.columns.get_loc("model"), "in_training_data",
+                     [c.in_training for c in checks])

@@ -1,9 +1,12 @@
 """FROC evaluation of nodule detection: marks ``(x, y, radius_mm, score)`` per image against the
-nodules of a dataset's ``labels.csv`` (JSRT: ``x_512``, ``y_512``, ``size_mm``).
+lesions of a dataset (its ``lesions.csv``, any number an image, or JSRT's ``x_512``, ``y_512``,
+``size_mm``; :mod:`lungcad.evaluation.froc_inputs`, :mod:`lungcad.evaluation.lesion_truth`).
 
-Hit rule: a mark hits a nodule when its centre lies within the nodule's radius (``size_mm / 2``)
-plus ``margin_mm`` of the nodule's centre (distance in mm, ``<=``, with 1e-6 mm for rounding). A mark within reach of
-several nodules hits the nearest one only. A nodule hit by several marks is found once, at the
+Hit rule, in millimetres (1e-6 mm allowed for rounding): a mark hits a lesion given by centre and
+diameter when its centre lies within the lesion's radius plus ``margin_mm`` of the lesion's
+centre (``<=``); it hits a lesion given by a box when its centre lies inside the box grown by
+``margin_mm`` on every side (edges included). A mark that hits several lesions (say inside two
+overlapping boxes) hits the one whose centre is nearest only (the first listed on a tie). A nodule hit by several marks is found once, at the
 best score among them; its other marks are not false positives. Every mark that hits no nodule
 is a false positive. The mark's own ``radius_mm`` is checked but does not enter the rule.
 
@@ -18,146 +21,31 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lungcad.jsrt_geometry import (
-    JSRT_COORD_COLUMNS,
-    JSRT_COORD_FRAME,
-    JSRT_PIXEL_MM_AT_512,
-    jsrt_mm_per_pixel,
-)
+from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 from lungcad.errors import LungcadError
 from lungcad.evaluation.bootstrap import bootstrap_intervals
+from lungcad.evaluation.froc_inputs import (  # noqa: F401 - the inputs' names, as before
+    FINDINGS_COLUMNS,
+    Truth,
+    normalise_paths,
+    read_findings,
+    relative_paths,
+    truth_from_table,
+    validate_findings,
+)
 
 DEFAULT_MARGIN_MM = 5.0
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 BREAKDOWN_FP_RATE = 2.0
-FINDINGS_COLUMNS = ("path", "x", "y", "radius_mm", "score")
 SIZE_BANDS = ((0.0, 10.0, "<10 mm"), (10.0, 20.0, "10-20 mm"), (20.0, 30.0, "20-30 mm"),
               (30.0, np.inf, ">=30 mm"))
 INTERPOLATIONS = ("linear", "step")
 HIT_TOLERANCE_MM = 1e-6  # floating-point rounding of pixel -> mm; far below any pixel
 FROC_FORMAT = "lungcad-froc/1"
-
-
-@dataclass(frozen=True)
-class Truth:
-    """The images counted (all of them, with or without marks) and their nodules (in mm)."""
-    images: tuple[str, ...]
-    nodules: pd.DataFrame  # path, x_mm, y_mm, radius_mm, size_mm, subtlety (may be NaN)
-
-
-# --------------------------------------------------------------------------------------------
-# inputs
-
-def read_findings(path: str | Path) -> pd.DataFrame:
-    """Read ``findings.csv`` (path, x, y, radius_mm, score, optional frame_size) and check it."""
-    path = Path(path)
-    if not path.is_file():
-        raise LungcadError(f"findings file {path} does not exist")
-    try:
-        frame = pd.read_csv(path, dtype={"path": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LungcadError(f"findings file {path} is not a readable CSV ({first})") from None
-    return validate_findings(frame, str(path))
-
-
-def validate_findings(frame: pd.DataFrame, source: str = "findings") -> pd.DataFrame:
-    """A checked copy with numeric columns and ``frame_size`` (default 512, the JSRT frame)."""
-    missing = [c for c in FINDINGS_COLUMNS if c not in frame.columns]
-    if missing:
-        raise LungcadError(f"{source}: lacks the column(s) {', '.join(missing)}; a findings table "
-                           f"needs {', '.join(FINDINGS_COLUMNS)} (optional frame_size)")
-    out = frame.copy()
-    if out["path"].isna().any():
-        rows = (np.flatnonzero(out["path"].isna().to_numpy()) + 1).tolist()[:5]
-        raise LungcadError(f"{source}: empty path on data row(s) {rows}")
-    out["path"] = out["path"].astype(str)
-    if "frame_size" not in out.columns:
-        out["frame_size"] = JSRT_COORD_FRAME
-    for column in ("x", "y", "radius_mm", "score", "frame_size"):
-        values = pd.to_numeric(out[column], errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            rows = (np.flatnonzero(bad) + 1).tolist()[:5]
-            raise LungcadError(f"{source}: {column} is missing or not a finite number on data "
-                               f"row(s) {rows}")
-        out[column] = values
-    for column, strict in (("radius_mm", False), ("frame_size", True)):
-        bad = out[column].to_numpy() <= 0 if strict else out[column].to_numpy() < 0
-        if bad.any():
-            rows = (np.flatnonzero(bad) + 1).tolist()[:5]
-            what = "positive" if strict else "zero or more"
-            raise LungcadError(f"{source}: {column} must be {what}; it is not on data row(s) {rows}")
-    return out.reset_index(drop=True)
-
-
-def truth_from_table(table: pd.DataFrame, images: list[str] | None = None,
-                     source: str = "labels.csv") -> Truth:
-    """Nodules of a labels table: rows with finite ``x_512``, ``y_512`` and ``size_mm``.
-
-    ``images``: the images counted (default every row of the table); each must be in it.
-    """
-    x_col, y_col = JSRT_COORD_COLUMNS
-    missing = [c for c in (x_col, y_col, "size_mm") if c not in table.columns]
-    if missing:
-        raise LungcadError(f"{source}: lacks the column(s) {', '.join(missing)}, so it names no "
-                           "nodule positions (a JSRT dataset from lungcad data prepare has them)")
-    known = table["path"].astype(str).tolist()
-    if images is None:
-        images = known
-    unknown = sorted(set(images) - set(known))
-    if unknown:
-        raise LungcadError(f"{len(unknown)} image(s) are not in {source}, e.g. {unknown[:3]}")
-    rows = table[table["path"].astype(str).isin(set(images))]
-    coords = {c: pd.to_numeric(rows[c], errors="coerce") for c in (x_col, y_col, "size_mm")}
-    is_nodule = np.isfinite(np.column_stack([v.to_numpy(float) for v in coords.values()])).all(1)
-    sizes = coords["size_mm"].to_numpy(float)[is_nodule]
-    if (sizes < 0).any():
-        raise LungcadError(f"{source}: a nodule has a negative size_mm")
-    subtlety = (pd.to_numeric(rows["subtlety"], errors="coerce").to_numpy(float)[is_nodule]
-                if "subtlety" in rows.columns else np.full(len(sizes), np.nan))
-    nodules = pd.DataFrame({
-        "path": rows["path"].astype(str).to_numpy()[is_nodule],
-        "x_mm": coords[x_col].to_numpy(float)[is_nodule] * JSRT_PIXEL_MM_AT_512,
-        "y_mm": coords[y_col].to_numpy(float)[is_nodule] * JSRT_PIXEL_MM_AT_512,
-        "radius_mm": sizes / 2, "size_mm": sizes, "subtlety": subtlety,
-    })
-    return Truth(tuple(dict.fromkeys(images)), nodules)
-
-
-def relative_paths(paths: list[str], root: str | Path | None, known: set[str]) -> list[str]:
-    """Paths not in ``known`` that are absolute and inside ``root``, made relative to it."""
-    paths = [str(p) for p in paths]
-    if root is None:
-        return paths
-    base = Path(root).resolve()
-    for i, p in enumerate(paths):
-        if p not in known and Path(p).is_absolute():
-            try:
-                paths[i] = Path(p).resolve().relative_to(base).as_posix()
-            except ValueError:
-                pass
-    return paths
-
-
-def normalise_paths(findings: pd.DataFrame, truth: Truth, root: str | Path | None = None,
-                    source: str = "findings") -> pd.DataFrame:
-    """Map absolute paths inside ``root`` to the truth's relative ones; refuse unknown paths."""
-    known = set(truth.images)
-    paths = relative_paths(findings["path"].tolist(), root, known)
-    unknown = sorted({p for p in paths if p not in known})
-    if unknown:
-        raise LungcadError(f"{source}: {len(unknown)} path(s) are not among the images evaluated "
-                           f"(the dataset's labels.csv, or the predictions file), e.g. "
-                           f"{', '.join(unknown[:3])}")
-    out = findings.copy()
-    out["path"] = paths
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,6 +62,43 @@ class Events:
     mark_nodule: np.ndarray   # per findings row: nodule index hit, -1 for a false positive
 
 
+def marks_in_mm(findings: pd.DataFrame, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
+    """The marks' centres in millimetres: by each image's spacing (``truth.mm_per_pixel``), or
+    by JSRT geometry at the marks' ``frame_size`` where the truth has no spacings."""
+    x, y = findings["x"].to_numpy(float), findings["y"].to_numpy(float)
+    if truth.mm_per_pixel is None:
+        sizes = findings["frame_size"].to_numpy(float)
+        if np.isnan(sizes).any():
+            row = int(np.flatnonzero(np.isnan(sizes))[0]) + 1
+            raise LungcadError(f"findings data row {row}: no frame_size (a mark on a non-square "
+                               "image), and the dataset's nodules are in a JSRT frame; give the "
+                               "dataset a lesions.csv in the images' own pixels")
+        scale = np.array([jsrt_mm_per_pixel(s) for s in sizes], dtype=float)
+        return x * scale, y * scale
+    spacing = np.array([truth.mm_per_pixel[p] for p in findings["path"]], dtype=float)
+    spacing = spacing.reshape(len(findings), 2)
+    return x * spacing[:, 1], y * spacing[:, 0]
+
+
+def hit_matrix(mx: np.ndarray, my: np.ndarray, nodules: pd.DataFrame,
+               margin_mm: float) -> np.ndarray:
+    """(marks, lesions) bool: the mark's centre within a disc lesion's radius + margin of its
+    centre, or inside a box lesion grown by the margin on every side (images not compared)."""
+    box = np.column_stack([nodules[c].to_numpy(float) for c in ("x0_mm", "y0_mm", "x1_mm",
+                                                                  "y1_mm")])
+    is_box = np.isfinite(box).all(axis=1)
+    dist = np.hypot(mx[:, None] - nodules["x_mm"].to_numpy()[None, :],
+                    my[:, None] - nodules["y_mm"].to_numpy()[None, :])
+    reach = nodules["radius_mm"].to_numpy()[None, :] + margin_mm
+    disc_hit = dist <= reach + HIT_TOLERANCE_MM
+    grow = margin_mm + HIT_TOLERANCE_MM
+    with np.errstate(invalid="ignore"):
+        box_hit = ((mx[:, None] >= box[None, :, 0] - grow) & (mx[:, None] <= box[None, :, 2] + grow)
+                   & (my[:, None] >= box[None, :, 1] - grow)
+                   & (my[:, None] <= box[None, :, 3] + grow))
+    return np.where(is_box[None, :], box_hit, disc_hit)
+
+
 def match(findings: pd.DataFrame, truth: Truth, margin_mm: float = DEFAULT_MARGIN_MM) -> Events:
     """Apply the hit rule (module docstring) to every mark."""
     if not np.isfinite(margin_mm) or margin_mm < 0:
@@ -182,14 +107,12 @@ def match(findings: pd.DataFrame, truth: Truth, margin_mm: float = DEFAULT_MARGI
     nod = truth.nodules
     nodule_image = np.array([index[p] for p in nod["path"]], dtype=int)
     mark_image = np.array([index[p] for p in findings["path"]], dtype=int)
-    scale = np.array([jsrt_mm_per_pixel(s) for s in findings["frame_size"]], dtype=float)
-    mx, my = findings["x"].to_numpy(float) * scale, findings["y"].to_numpy(float) * scale
+    mx, my = marks_in_mm(findings, truth)
     mark_nodule = np.full(len(findings), -1, dtype=int)
     if len(nod) and len(findings):
+        hits = hit_matrix(mx, my, nod, margin_mm) & (mark_image[:, None] == nodule_image[None, :])
         dist = np.hypot(mx[:, None] - nod["x_mm"].to_numpy()[None, :],
                         my[:, None] - nod["y_mm"].to_numpy()[None, :])
-        reach = nod["radius_mm"].to_numpy()[None, :] + margin_mm
-        hits = (dist <= reach + HIT_TOLERANCE_MM) & (mark_image[:, None] == nodule_image[None, :])
         dist = np.where(hits, dist, np.inf)
         nearest = dist.argmin(axis=1)
         mark_nodule = np.where(hits.any(axis=1), nearest, -1)
@@ -256,13 +179,33 @@ def _breakdown(truth: Truth, events: Events, thresholds, fps) -> dict:
 
     sub = nod["subtlety"].to_numpy(float)
     size = nod["size_mm"].to_numpy(float)
+    labels = nod["label"].astype(str).to_numpy()
     return {
         "fp_rate": BREAKDOWN_FP_RATE,
         "threshold": None if np.isinf(t) else t,
         "fp_per_image": float(fps[j]),
         "subtlety": rows((str(int(s)), sub == s) for s in sorted(set(sub[np.isfinite(sub)]))),
         "size": rows((name, (size >= lo) & (size < hi)) for lo, hi, name in SIZE_BANDS),
+        "label": rows((name, labels == name) for name in sorted(set(labels))),
     }
+
+
+def by_label(truth: Truth, events: Events, interpolation: str = "linear") -> list[dict]:
+    """Per lesion label (nodule, mass...): the sensitivity at each FP rate, counting every
+    false mark of every image (a mark is not told which label it looks for)."""
+    labels = truth.nodules["label"].astype(str).to_numpy()
+    out = []
+    for name in sorted(set(labels)):
+        keep = labels == name
+        sub = Events(events.n_images, events.fp_image, events.fp_score,
+                     events.nodule_image[keep], events.nodule_score[keep], events.mark_nodule)
+        _, fps, sens = _curve(sub)
+        values = sensitivity_at(fps, sens, FP_RATES, interpolation)
+        out.append({"label": name, "lesions": int(keep.sum()),
+                    "found_at_any_score": int(np.isfinite(events.nodule_score[keep]).sum()),
+                    "sensitivity_at": {f"{r:g}": float(v) for r, v in zip(FP_RATES, values)},
+                    "cpm": float(values.mean())})
+    return out
 
 
 def cpm_of(events: Events, image_weights: np.ndarray | None = None,
@@ -277,12 +220,15 @@ def froc_analysis(findings: pd.DataFrame, truth: Truth, margin_mm: float = DEFAU
                   n_bootstrap: int = 2000, seed: int = 0,
                   interpolation: str = "linear") -> dict:
     """The whole FROC result (JSON-ready; written as froc.json)."""
+    from lungcad.evaluation.lesion_figures import image_level_auc
+
     findings = normalise_paths(validate_findings(findings), truth)
     if not truth.images:
         raise LungcadError("no images to evaluate the findings on")
     if truth.nodules.empty:
-        raise LungcadError("the images evaluated hold no nodule (no row with x_512, y_512 and "
-                           "size_mm), so sensitivity is undefined")
+        raise LungcadError("the images evaluated hold no nodule or other lesion (no lesions.csv "
+                           "row, nor a row with x_512, y_512 and size_mm), so sensitivity is "
+                           "undefined")
     events = match(findings, truth, margin_mm)
     thresholds, fps, sens = _curve(events)
     point = sensitivity_at(fps, sens, FP_RATES, interpolation)
@@ -306,11 +252,12 @@ def froc_analysis(findings: pd.DataFrame, truth: Truth, margin_mm: float = DEFAU
                 for r, v, n in zip(FP_RATES, point, names)]
     return {
         "format": FROC_FORMAT,
-        "hit_rule": (f"a mark hits a nodule when its centre is within the nodule's radius "
-                     f"(size_mm / 2) + {margin_mm:g} mm of the nodule's centre; a mark near "
-                     "several nodules hits the nearest; several marks on one nodule count once "
-                     "(best score) and are not false positives; every other mark is a false "
-                     "positive"),
+        "hit_rule": (f"a mark hits a lesion when its centre is within the lesion's radius "
+                     f"(diameter / 2) + {margin_mm:g} mm of the lesion's centre, or, for a "
+                     f"lesion given as a box, inside the box grown by {margin_mm:g} mm on every "
+                     "side; a mark that hits several lesions hits the one with the nearest "
+                     "centre; several marks on one lesion count once (best score) and are not "
+                     "false positives; every other mark is a false positive"),
         "margin_mm": float(margin_mm),
         "interpolation": interpolation,
         "n_images": events.n_images,
@@ -328,6 +275,9 @@ def froc_analysis(findings: pd.DataFrame, truth: Truth, margin_mm: float = DEFAU
                                     "travel together)",
                       "method": "scipy.stats.bootstrap BCa; percentile where BCa is degenerate"},
         "breakdown": _breakdown(truth, events, thresholds, fps),
+        "by_label": by_label(truth, events, interpolation),
+        "image_level_auc": image_level_auc(findings, truth, n_bootstrap, seed),
+        "lesions_and_spacing": list(truth.notes),
     }
 
 
@@ -365,9 +315,21 @@ def froc_section(froc: dict) -> dict:
     group_columns = ["group", "nodules", "found", "fraction_found"]
     tables = [{"title": "Sensitivity at fixed false-positive rates",
                "columns": ["FP per image", "sensitivity", "95% CI"], "rows": rows}]
+    from lungcad.evaluation.lesion_figures import node21_rows
+
+    tables.append({"title": "NODE21's figures (sensitivity at 1/8, 1/4, 1/2 FP per image; "
+                            "image-level AUC of the strongest mark)",
+                   "columns": ["figure", "value", "95% CI"], "rows": node21_rows(froc)})
+    if len(froc.get("by_label", [])) > 1:
+        tables.append({"title": "Sensitivity by lesion label (false marks of every image count)",
+                       "columns": ["label", "lesions", *[f"@{r:g}" for r in FP_RATES], "CPM"],
+                       "rows": [{"label": r["label"], "lesions": r["lesions"],
+                                 **{f"@{k}": _fmt(v) for k, v in r["sensitivity_at"].items()},
+                                 "CPM": _fmt(r["cpm"])} for r in froc["by_label"]]})
     for key, title in (("subtlety", "Nodules found by subtlety"),
-                       ("size", "Nodules found by size (diameter)")):
-        if bd[key]:
+                       ("size", "Nodules found by size (diameter)"),
+                       ("label", "Lesions found by label")):
+        if bd.get(key) and (key != "label" or len(bd[key]) > 1):
             tables.append({"title": f"{title}, at {bd['fp_per_image']:.3f} FP per image",
                            "columns": group_columns, "rows": bd[key]})
     boot = froc["bootstrap"]
@@ -375,6 +337,7 @@ def froc_section(froc: dict) -> dict:
         f"{froc['n_marks']} marks on {froc['n_images']} images "
         f"({froc['n_images_with_nodules']} with nodules; {froc['n_nodules']} nodules, "
         f"{froc['n_nodules_found']} found at any score). Hit rule: {froc['hit_rule']}.",
+        *[f"{note[0].upper()}{note[1:]}." for note in froc.get("lesions_and_spacing", [])],
         f"Sensitivity at each FP rate is read off the curve by {froc['interpolation']} "
         "interpolation (LUNA16); CPM is the mean over the seven rates. 95% intervals: "
         f"{boot['n_resamples']} bootstrap resamples of {boot['resampling']} (seed {boot['seed']}).",

@@ -17,6 +17,7 @@ import pandas as pd
 from lungcad.errors import LungcadError
 
 TEST_FINDINGS = "test_findings.csv"
+NO_LESION_LABELS = ("non_nodule", "no_lesion", "normal")  # image labels without a lesion
 OOF_FINDINGS = "oof_findings.csv"
 FROC_DIR = "froc"
 
@@ -46,7 +47,8 @@ def summarise_findings(fold_dirs: Sequence[Path], images: Sequence[str], manifes
     the out-of-fold ``images`` (every test image, with marks or without)."""
     from lungcad.csvsafe import restore_formulas
     from lungcad.detection.batch import write_findings
-    from lungcad.evaluation.froc import froc_analysis, froc_section, truth_from_table
+    from lungcad.evaluation.froc import froc_analysis, froc_section
+    from lungcad.evaluation.lesion_truth import truth_from_lesions
     from lungcad.evaluation.render import write_report
     from lungcad.evaluation.report import sections_report
     from lungcad.provenance import write_json
@@ -55,7 +57,7 @@ def summarise_findings(fold_dirs: Sequence[Path], images: Sequence[str], manifes
               for d in fold_dirs]
     pooled = pd.concat(frames, ignore_index=True)
     write_findings(pooled, out_dir / OOF_FINDINGS)
-    truth = truth_from_table(manifest.table, list(images), str(manifest.root / "labels.csv"))
+    truth = truth_from_lesions(manifest, list(images))
     froc = froc_analysis(pooled, truth, n_bootstrap=n_bootstrap, seed=seed)
     froc["inputs"] = {"findings": str(out_dir / OOF_FINDINGS), "dataset": str(manifest.root),
                       "images_from": "out-of-fold test parts"}
@@ -97,15 +99,19 @@ def image_level_summary(oof: pd.DataFrame, n_bootstrap: int, seed: int) -> dict:
         def statistic(idx: np.ndarray) -> dict:
             return {name: roc_auc(y[idx], s[idx]) for name, s in scores.items()}
 
+        if y.min() == y.max():  # one class only: no AUC
+            return {name: {"value": None, "ci_low": None, "ci_high": None} for name in scores}
         intervals = bootstrap_intervals(len(y), statistic, n_bootstrap, seed)
         return {name: {"value": float(roc_auc(y, s)), **intervals[name].as_dict()}
                 for name, s in scores.items()}
 
     labels = oof["dataset_label"].astype(str)
     positive = [c for c in oof.columns if str(c).startswith("prob_")][-1]
-    out = {"nodule_vs_none": aucs((labels != "non_nodule").astype(int).to_numpy(), {
+    out = {"nodule_vs_none": aucs((~labels.isin(NO_LESION_LABELS)).astype(int).to_numpy(), {
         "image score (strongest cell)": oof[positive].to_numpy(float),
         "strongest mark inside the lungs": oof["top_mark_score"].to_numpy(float)})}
+    if not (labels == "malignant").any():  # a lesion table without malignancy labels
+        return out
     scores = {"image only": oof["malignancy"].to_numpy(float)}
     if {"age", "sex", "fold"} <= set(oof.columns):
         scores["image + age + sex (cross-fitted by fold)"] = _cross_fitted(oof, True)
@@ -146,7 +152,8 @@ def detection_card_text(froc: dict | None) -> str:
     def fmt(entry: dict) -> str:
         ci = (f" [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
               if entry.get("ci_low") is not None else "")
-        return f"{entry.get('value', entry.get('sensitivity')):.3f}{ci}"
+        value = entry.get("value", entry.get("sensitivity"))
+        return "n/a" if value is None else f"{value:.3f}{ci}"
 
     rows = "\n".join(f"| at {r['fp_per_image']:g} per image | {fmt(r)} |"
                      for r in froc["sensitivity_at"])

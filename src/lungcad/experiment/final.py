@@ -129,6 +129,9 @@ def final_fit(config: dict, options, exp_dir: str | Path, name: str | None = Non
     card = model_card(spec, meta, manifest, command, exp_dir)
     # an earlier final model is replaced only once the new one is complete
     staged = save_model_dir(work / "model.new", trained.network, spec, card)
+    from lungcad.domain.training_data import record_view
+
+    record_view(staged, view)  # what it trained on: predict and evaluate say so
     shutil.rmtree(work / "model", ignore_errors=True)
     out = staged.rename(work / "model")
     shutil.rmtree(work / "fit")

@@ -27,8 +27,7 @@ tensors the hooks kept (their autograd graph points back at the hooks, and so at
 through PyTorch's C++ graph that the garbage collector cannot see), and :meth:`Explainer.close`
 (or a ``with`` block, as :func:`saliency_map` uses) frees the copy at once.
 
-The model is taken duck-typed (``spec``, ``classes``, ``network``, ``prepare``), so this module
-imports nothing of :mod:`lungcad.model_dir`.
+The model is taken duck-typed (``spec``, ``classes``, ``network``, ``prepare``).
 """
 
 from __future__ import annotations
@@ -176,6 +175,10 @@ class Explainer:
         self.target_layer = target_layer or default_target_layer(model.spec.architecture, network)
         _check_layer(network, self.target_layer)
         self.wrapped = _target_score_module(network, self.binary).eval()
+        # flip averaging runs the target layer more than once per forward, some runs on the
+        # mirror image: which ones the network says (lungcad.explain.mirror_hooks)
+        passes = getattr(network, "mirror_passes", None)
+        self.passes = tuple(passes(self.target_layer)) if callable(passes) else (False,)
         self.device = next((p.device for p in network.parameters()), torch.device("cpu"))
         size = model.spec.preprocessing.size
         self.occlusion_patch = occlusion_patch or max(4, size // OCCLUSION_FRACTION)
@@ -213,9 +216,15 @@ class Explainer:
                 return F.relu((F.relu(grad[layer_idx]) * acti[layer_idx]).sum(1, keepdim=True))
 
         cam_class = {"gradcam": GradCAM, "gradcam++": GradCAMpp, "layercam": LayerCAM}[self.method]
+        layer = f"network.{self.target_layer}"
+        hooked = self.wrapped
+        if len(self.passes) > 1:  # keep every run of the layer, not only the last
+            from lungcad.explain.mirror_hooks import MirrorAwareHooks
+
+            hooked = MirrorAwareHooks(self.wrapped, layer)
         # keep the raw feature-resolution map: this module resizes it to each image's own shape,
         # and MONAI's default post-processing would invert it (it maps the maximum to 0)
-        return cam_class(self.wrapped, f"network.{self.target_layer}",
+        return cam_class(hooked, layer,
                          upsampler=lambda spatial: (lambda x: x), postprocessing=lambda x: x)
 
     def raw_maps(self, batch: np.ndarray, target: int | None = None) -> np.ndarray:
@@ -268,7 +277,7 @@ class Explainer:
                 # axis, which is right only for one image at a time
                 maps = torch.cat([self._cam_maps_one(x, i) for i in range(x.shape[0])])
             else:
-                maps = self._cam.compute_map(x, class_idx=0)
+                maps = self._cam_pass(x)
         except RuntimeError as exc:
             raise LungcadError(f"saliency ({self.method}) failed on layer {self.target_layer!r}: "
                                f"{str(exc).splitlines()[0]}") from None
@@ -278,11 +287,20 @@ class Explainer:
                                "convolution layer")
         return torch.nan_to_num(maps[:, 0].detach().float()).cpu().numpy()
 
+    def _cam_pass(self, x: "torch.Tensor") -> "torch.Tensor":
+        """CAM maps for the batch ``x``; a flip-averaged network's passes folded into one map."""
+        maps = self._cam.compute_map(x, class_idx=0)
+        if len(self.passes) > 1:
+            from lungcad.explain.mirror_hooks import fold_passes
+
+            maps = fold_passes(maps, x.shape[0], self.passes)
+        return maps
+
     def _cam_maps_one(self, x: "torch.Tensor", i: int) -> "torch.Tensor":
         targets = self.wrapped.targets
         try:
             self.wrapped.targets = targets[i:i + 1] if len(targets) > 1 else targets
-            return self._cam.compute_map(x[i:i + 1], class_idx=0)
+            return self._cam_pass(x[i:i + 1])
         finally:
             self.wrapped.targets = targets
 

@@ -10,16 +10,18 @@ import numpy as np
 
 from lungcad.errors import LungcadError
 from lungcad.io.base import ImageMeta, LoadedImage, error_detail, without_internals
+from lungcad.io.itk import is_metaimage, is_nifti
 from lungcad.io.jsrt import JSRT_BYTES
 from lungcad.io.source import extension_of, read_head, read_source
 
-SUPPORTED = ("jsrt-raw", "png", "jpeg", "tiff", "bmp", "dicom", "npy")
+SUPPORTED = ("jsrt-raw", "png", "jpeg", "tiff", "bmp", "dicom", "npy", "metaimage", "nifti")
 # File endings taken as images when searching folders (the format itself is decided by content).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom",
-                            ".npy", ".img"})
+                            ".npy", ".img", ".mha", ".mhd", ".nii"})
 _SUPPORTED_TEXT = ("JSRT raw .IMG (2048x2048, 12-bit big-endian), PNG, JPEG, TIFF, BMP, "
-                   "DICOM (.dcm) and NumPy .npy")
-_HEAD_BYTES = 132  # enough for every signature: DICOM's "DICM" sits at offset 128
+                   "DICOM (.dcm), NumPy .npy, MetaImage (.mha, .mhd) and NIfTI (.nii, .nii.gz)")
+_HEAD_BYTES = 2048  # enough for every signature: DICOM's "DICM" sits at offset 128, NIfTI's
+# magic at 344 (of the decompressed header, for .nii.gz)
 _RASTER = ("png", "jpeg", "tiff", "bmp")
 _LUNG_PRESETS = ("lung", "mediastinum")
 
@@ -30,7 +32,7 @@ def sniff_format(source: Source, *, name: str | None = None) -> str:
     """Which reader a file needs: one of :data:`SUPPORTED`, decided by its first bytes; a file with
     no signature is JSRT raw when it ends in .img or has exactly JSRT's size."""
     if isinstance(source, (str, Path)):  # only the first bytes and the size matter
-        head, size, label = read_head(source)
+        head, size, label = read_head(source, _HEAD_BYTES)
     else:
         data, label = read_source(source, name)
         head, size = data[:_HEAD_BYTES], len(data)
@@ -51,6 +53,10 @@ def _sniff(head: bytes, size: int, label: str, extension: str) -> str:
         return "bmp"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
+    if is_metaimage(head):
+        return "metaimage"
+    if is_nifti(head):
+        return "nifti"
     if extension == ".img" or size == JSRT_BYTES:
         return "jsrt-raw"
     if _looks_like_bare_dicom(head):
@@ -96,6 +102,11 @@ def load_image(source: Source, *, name: str | None = None, frame: int | None = N
         raise LungcadError(f"{label} is {fmt.upper()}: {asked} applies to DICOM images only "
                            "(other formats already hold display values)")
     try:
+        if fmt in ("metaimage", "nifti"):
+            from lungcad.io.itk import read_itk
+            return read_itk(data, fmt, label, frame=frame, max_pixels=max_pixels,
+                            max_decode_bytes=max_decode_bytes,
+                            path=Path(source) if isinstance(source, (str, Path)) else None)
         return _read(data, fmt, label, frame=frame, window=window, hu=hu, max_pixels=max_pixels,
                      max_decode_bytes=max_decode_bytes)
     except LungcadError as error:  # a last guard: no Python internals reach a user

@@ -152,10 +152,17 @@ class NoduleHeatmapLite0(nn.Module):
         probabilities (the mirror's flipped back onto the same cells)."""
         if not self.flip_average:
             return self.cells_from_features(*self.frozen_features(x))
-        # two passes, not one batch of both: on a 2-core CPU the batch was 35% slower
-        # (0.216 s against 0.159 s at 512 px; benchmarks/detector_latency.py measures the whole)
+        # the image's pass first, then the mirror image's: saliency relies on that order
+        # (lungcad.explain.mirror_hooks). Two passes, not one batch of both: on a 2-core CPU
+        # the batch was 35% slower (0.216 s against 0.159 s at 512 px; benchmarks/detector_latency.py measures the whole)
         return mirror_mean(self.cells_from_features(*self.frozen_features(x)),
                            self.cells_from_features(*self.frozen_features(x.flip(-1))))
+
+    def mirror_passes(self, layer: str) -> tuple[bool, ...]:
+        """For saliency (:mod:`lungcad.explain.mirror_hooks`): per run of ``layer`` in one
+        forward, in order, whether its output is mirrored. With ``flip_average`` every layer
+        runs on the image, then on its mirror image."""
+        return (False, True) if self.flip_average else (False,)
 
     def heatmap(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, H/16, W/16) cell logits of the chosen output."""

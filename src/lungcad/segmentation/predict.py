@@ -24,11 +24,18 @@ class LungSegmentation:
     mask: np.ndarray                 # bool (H, W)
     probability: np.ndarray          # float32 (H, W), the network's lung probability
     measures: dict                   # lung_measures(): area and height per side
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the mask is no plausible pair of lungs
+    in_domain: bool | None = None    # the model's domain check (None: the model has none)
+    domain_score: float | None = None
+    domain_note: str = ""            # what to say where the input is out of domain
 
     @property
     def plausible(self) -> bool:
         return not self.warnings
+
+    def notes(self) -> list[str]:
+        """Every warning to show beside the mask: the plausibility ones, then the domain's."""
+        return self.warnings + ([self.domain_note] if self.domain_note else [])
 
 
 def lung_probability(network, preprocessed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -48,19 +55,27 @@ def lung_probability(network, preprocessed: np.ndarray, shape: tuple[int, int]) 
 
 def segment_image(network, preprocessing, image: np.ndarray, source: str = "image",
                   spacing_mm: tuple[float, float] | None = None,
-                  modality: str = "unknown") -> LungSegmentation:
+                  modality: str = "unknown", check=None) -> LungSegmentation:
     """The cleaned lung mask of ``image`` (2-D, [0, 1]) and its measures; a warning where the
     mask is not a plausible pair of lungs, or where the image is known (``modality``, from
-    DICOM) not to be a radiograph."""
+    DICOM, or ``check.modality`` where the modality check is sure) not to be a radiograph.
+    ``check``: the model's :class:`~lungcad.domain.check.Screen` of the image (its domain
+    score; the note where the image is out of domain)."""
     image = np.asarray(image, dtype=np.float32)
     probability = lung_probability(network, preprocessing.apply(image, source), image.shape)
     mask = clean_lung_mask(probability)
     problems = plausibility_problems(mask)
     warnings = [NOT_LUNGS.format(problems="; ".join(problems))] if problems else []
+    if check is not None and check.refused:  # certainly a CT slice: said, not refused
+        modality = check.modality or modality
     if modality not in ("radiograph", "unknown"):
         warnings.insert(0, NOT_A_RADIOGRAPH.format(modality=modality.upper()
                                                    if modality == "ct" else modality))
-    return LungSegmentation(mask, probability, lung_measures(mask, spacing_mm), warnings)
+    result = LungSegmentation(mask, probability, lung_measures(mask, spacing_mm), warnings)
+    if check is not None and not check.refused:
+        result.in_domain, result.domain_score = check.in_domain, check.score
+        result.domain_note = check.note("mask")
+    return result
 
 
 def segment(model, image, spacing_mm: tuple[float, float] | None = None,
@@ -70,6 +85,7 @@ def segment(model, image, spacing_mm: tuple[float, float] | None = None,
     (in mm where the pixel spacing is known: from DICOM, or ``spacing_mm`` (row, column)), and a
     warning where no plausible pair of lungs is found or the image is of another modality (CT;
     from DICOM, or ``modality`` for an array read by ``load_image``)."""
+    from lungcad.domain.check import screen
     from lungcad.errors import LungcadError
     from lungcad.io import read_input
 
@@ -78,8 +94,9 @@ def segment(model, image, spacing_mm: tuple[float, float] | None = None,
                            "(predict), not a mask; segment with a segmentation model such "
                            "as jsrt-lungs")
     given = read_input(image, modality, spacing_mm)
+    check = screen(model, [given.array], [given.source], [given.meta.modality])[0]
     return segment_image(model.network, model.spec.preprocessing, given.array, given.source,
-                         given.meta.pixel_spacing_mm, given.meta.modality)
+                         given.meta.pixel_spacing_mm, given.meta.modality, check)
 
 
 @functools.lru_cache(maxsize=1)

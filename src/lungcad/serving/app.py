@@ -16,7 +16,6 @@ JSRT files and a label in messages, never a path.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Annotated, Any, Sequence, Union
 
@@ -28,14 +27,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lungcad.disclaimer import DISCLAIMER
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, excerpt
 from lungcad.inference import load_model
 from lungcad.serving.guards import (RequestGuardMiddleware, SecurityHeadersMiddleware,
                                     allowed_host_names)
 from lungcad.serving.limits import BodySizeLimitMiddleware, BodyTimeoutMiddleware
 from lungcad.serving.loading import runtime_for
 from lungcad.serving.lungs import lungs_fields, lungs_model_id
-from lungcad.serving.pipeline import analyse, modality_answer
+from lungcad.serving.pipeline import AUTO, analyse, auto_model_id, modality_answer
 from lungcad.serving.schemas import (ERRORS, HealthResponse, ModalityResponse, ModelsResponse,
                                      PredictResponse, SegmentationResponse)
 from lungcad.serving.service import (ApiError, ServedModel, display_fields, heatmap_fields,
@@ -59,7 +58,10 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
     served = {mid: ServedModel(mid, m, workers=settings.inference_workers,
                                max_in_flight=settings.max_in_flight)
               for mid, m in zip(unique_ids([m.spec.name for m in loaded]), loaded)}
-    default_id = next(iter(served))
+    # the default: each image to the first served model of its modality (model=auto), where
+    # a classifier or detector is served
+    default_id = (AUTO if any(s.kind != "segmenter" for s in served.values())
+                  else next(iter(served)))
     lungs_id = lungs_model_id(served)
 
     app = FastAPI(title="lungcad", version=__version__, docs_url=None, redoc_url=None,
@@ -95,10 +97,14 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
                 "lungs_model": lungs_id}
 
     @app.post(f"{API}/modality", response_model=ModalityResponse, responses=ERRORS,
-              tags=["predict"])
-    async def modality(file: Annotated[UploadFile, File(description="One image")]) -> dict:
+              response_model_exclude_none=True, tags=["predict"])
+    async def modality(request: Request,
+                       file: Annotated[UploadFile, File(description="One image")]) -> dict:
         """Radiograph or CT slice (DICOM Modality tag, else the shipped image classifier), and
-        the served models of that modality: what the page's automatic choice runs."""
+        the served models of that modality: what the page's automatic choice runs. An image
+        that is neither (a photograph, a gradient) gets no model and the ``reason``. One image
+        per request, as for `/predict`."""
+        await _refuse_several_files(request)
         data = await file.read()
         return await run_in_threadpool(modality_answer, served, data, file.filename, settings)
 
@@ -109,8 +115,9 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         file: Annotated[UploadFile, File(description="One image: PNG, JPEG, TIFF, BMP, DICOM, "
                                          "JSRT raw .IMG or .npy; the format is read from the "
                                          "content, not the name")],
-        model_field: Annotated[str | None, Form(alias="model", description="Model id "
-                                                "(default: the first served model)")] = None,
+        model_field: Annotated[str | None, Form(alias="model", description="Model id, or "
+                                                "auto (the default): the first served model "
+                                                "of the image's modality")] = None,
         heatmap_field: Annotated[bool | None, Form(alias="heatmap",
                                                    description="Add a heatmap")] = None,
         model_query: Annotated[str | None, Query(alias="model", description="Model id, as a "
@@ -178,19 +185,20 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         a bounded number of requests at once: beyond it the answer is 503 with `Retry-After`.
         """
         model_id = model_field or model_query or default_id
+        auto = None
+        if model_id == AUTO:  # the image's modality picks the model (as the page's Automatic)
+            model_id, auto = await run_in_threadpool(auto_model_id, served, await file.read(),
+                                                     file.filename, settings)
+            await file.seek(0)
         if model_id not in served:
-            raise ApiError(404, f"unknown model {model_id!r}; this server serves: "
+            raise ApiError(404, f"unknown model {excerpt(model_id)}; this server serves: "
                                 f"{', '.join(served)} (see {API}/models)")
-        files = (await request.form()).getlist("file")  # parsed already: FastAPI caches it
-        if len(files) > 1:
-            raise ApiError(422, f"the request holds {len(files)} files in the field 'file'; send "
-                                "one image per request")
+        await _refuse_several_files(request)
         chosen = served[model_id]
         want_heatmap = heatmap_field if heatmap_field is not None else heatmap_query
         want_lungs = lungs_field if lungs_field is not None else lungs_query
         frame = frame_field if frame_field is not None else frame_query
-        chosen.admit()  # or 503 with Retry-After
-        started = time.monotonic()
+        chosen.admit(request.client)  # or 503 with Retry-After
         try:
             data = await file.read()  # bounded by BodySizeLimitMiddleware
             # Decoding runs on the model's threads too, in the same job as the prediction and
@@ -202,6 +210,8 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
                                     (age, sex))
             del data
             payload, image = done.payload, done.image
+            if auto is not None:
+                payload["auto"] = {k: auto[k] for k in ("modality", "source", "models")}
             if chosen.kind != "segmenter" and want_lungs:
                 payload.update(await _lungs(served.get(lungs_id) if lungs_id else None, chosen,
                                             image, settings.display_side))
@@ -215,9 +225,36 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
                                                        settings.display_side))
             return JSONResponse(payload)
         finally:
-            chosen.release(time.monotonic() - started)
+            chosen.release()
 
     return app
+
+
+async def _refuse_several_files(request: Request) -> None:
+    files = (await request.form()).getlist("file")  # parsed already: FastAPI caches it
+    if len(files) > 1:
+        raise ApiError(422, f"the request holds {len(files)} files in the field 'file'; send "
+                            "one image per request")
+
+
+# Longer messages are cut: an error never echoes much of what a client sent.
+MAX_MESSAGE = 1000
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[:MAX_MESSAGE] + f"... (message cut at {MAX_MESSAGE} characters)"
+
+
+def _multipart_problem(exc: BaseException) -> str | None:
+    """What python-multipart found wrong, where Starlette says only "Invalid multipart data."."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if type(exc).__name__ == "MultipartParseError":
+            return str(exc)
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
 
 
 async def _lungs(lungs: ServedModel | None, chosen: ServedModel, image, display_side: int) -> dict:
@@ -231,12 +268,11 @@ async def _lungs(lungs: ServedModel | None, chosen: ServedModel, image, display_
         except ApiError:
             return {"lungs_error": f"no lung outline: the lung model {lungs.id!r} is busy; "
                                    "ask again later"}
-    started = time.monotonic()
     try:
         return await lungs.run(lungs_fields, lungs, image, display_side)
     finally:
         if lungs is not chosen:
-            lungs.release(time.monotonic() - started)
+            lungs.release()
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -244,11 +280,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+        return JSONResponse({"error": _bounded(exc.message)}, status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(LungcadError)
     async def lungcad_error(_: Request, exc: LungcadError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"error": _bounded(str(exc))}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -256,14 +293,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and "parsing the body" in message:
             message = ("could not parse the request body: send the image as multipart/form-data "
                        "with the file in a field named 'file'")
+        elif exc.status_code == 400 and "header size" in (_multipart_problem(exc) or ""):
+            message = ("the file name is too long (a part of the upload has a header line over "
+                       "4 KB, which holds the file name): rename the file to a shorter name and "
+                       "send it again")
         elif exc.status_code == 404:
             message = f"not found; the API is under {API} (see /docs)"
-        return JSONResponse({"error": message}, status_code=exc.status_code,
+        return JSONResponse({"error": _bounded(message)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": describe_validation_errors(exc.errors())}, status_code=422)
+        return JSONResponse({"error": _bounded(describe_validation_errors(exc.errors()))},
+                            status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

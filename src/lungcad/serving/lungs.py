@@ -62,7 +62,8 @@ def segmentation_payload(served, loaded, display_side: int, for_page: bool) -> d
         "task": served.spec.task,
         "plausible": result.plausible,
         "measures": _plain_measures(result.measures),
-        "warnings": list(result.warnings),
+        "warnings": result.notes(),
+        "in_domain": result.in_domain,
         "mask_png": b64(mask_png(result.mask)),
         "overlay_png": b64(png_bytes(overlay)),
         "image": image_info(loaded),
@@ -86,5 +87,5 @@ def lungs_fields(lungs_served, loaded, display_side: int) -> dict:
         return {"lungs_error": f"no lung outline: {error}"}
     return {"lungs_model": lungs_served.id, "lungs_plausible": result.plausible,
             "lungs_measures": _plain_measures(result.measures),
-            "lungs_warnings": list(result.warnings),
+            "lungs_warnings": result.notes(),
             "lungs_png": b64(outline_layer_png(result.mask, display_side))}

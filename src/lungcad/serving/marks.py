@@ -57,14 +57,16 @@ def detect_once(model, loaded, age=None, sex=None):
 
 
 def findings_fields(detection) -> dict:
+    """The marks for a REST answer: positions to 0.01 px, scores and probabilities unrounded
+    (as the CSV tables write them), so that a client re-applying a cut-off gets lungcad's set."""
     mm = float(detection.mm_per_pixel)
     return {"findings": [{"x": round(f.x, 2), "y": round(f.y, 2),
                           "radius_mm": round(f.radius_mm, 2),
-                          "radius_px": round(f.radius_px(mm), 2), "score": round(f.score, 4),
-                          "malignancy": None if f.malignancy is None else round(f.malignancy, 4)}
+                          "radius_px": round(f.radius_px(mm), 2), "score": float(f.score),
+                          "malignancy": None if f.malignancy is None else float(f.malignancy)}
                          for f in detection.findings],
             "mm_per_pixel": mm, "findings_warnings": list(detection.warnings),
-            "malignancy": round(detection.malignancy, 4),
+            "malignancy": float(detection.malignancy),
             "malignancy_age_sex": (None if detection.malignancy_age_sex is None
-                                   else round(detection.malignancy_age_sex, 4)),
+                                   else float(detection.malignancy_age_sex)),
             "age_sex_note": detection.age_sex_note}

@@ -47,19 +47,53 @@ def analyse(served: ServedModel, data: bytes, filename: str | None, settings, fr
 
 
 def modality_answer(served: dict, data: bytes, filename: str | None, settings) -> dict:
-    """The modality of one upload and the served models (not segmenters) that read it."""
+    """The modality of one upload and the served models (not segmenters) that read it; none,
+    with the ``reason``, for an image that is neither a chest radiograph nor a CT slice."""
+    from lungcad.domain.auto import not_routed, routed
     from lungcad.domain.modality import canonical, guess_modality
     from lungcad.errors import LungcadError
     from lungcad.io import load_image
+    from lungcad.preprocess import check_pixels
     from lungcad.serving.service import ApiError, safe_label
 
     try:
         loaded = load_image(data, name=safe_label(filename), max_pixels=settings.max_pixels,
                             max_decode_bytes=settings.max_decode_bytes)
+        check_pixels(loaded.array, safe_label(filename) or "image")
         guess = guess_modality(loaded.array, loaded.meta.modality)
     except LungcadError as error:
         raise ApiError(422, str(error)) from None
-    return {"modality": guess.modality, "source": guess.source,
-            "confidence": guess.confidence,
-            "models": [mid for mid, s in served.items() if s.kind != "segmenter"
-                       and canonical(s.spec.modality) == guess.modality]}
+    answer = {"modality": guess.modality, "source": guess.source,
+              "confidence": guess.confidence,
+              "models": [mid for mid, s in served.items() if s.kind != "segmenter"
+                         and canonical(s.spec.modality) == routed(guess)]}
+    if routed(guess) is None:  # neither modality: no model, and why
+        answer["reason"] = not_routed(guess, safe_label(filename) or "image")
+    return answer
+
+
+AUTO = "auto"
+
+
+def auto_model_id(served: dict, data: bytes, filename: str | None, settings) -> tuple[str, dict]:
+    """REST ``model=auto``: the first served model (not a segmenter) of the upload's modality,
+    and the modality answer behind the choice. Where none is of that modality, the first served
+    model, whose own modality check refuses the image (422) where it is sure of the mismatch.
+    An image that is neither a radiograph nor a CT slice gets no model (422 with the reason)
+    where the server has several to choose from."""
+    from lungcad.serving.service import ApiError
+
+    try:
+        answer = modality_answer(served, data, filename, settings)
+    except ApiError:  # unreadable here (or a frame to pick): the model's own reading says why
+        answer = {"modality": "unknown", "source": "not read", "models": []}
+    every_reader = [mid for mid, s in served.items() if s.kind != "segmenter"]
+    if answer.get("reason") and len(every_reader) > 1:  # neither modality: no model to pick
+        raise ApiError(422, f"{answer['reason']}; name a model (model=...) to read it anyway")
+    # a server of one model reads everything with it, as if named: its answer is then flagged
+    # out of domain where the image is neither modality
+    readers = answer["models"] or every_reader
+    if not readers:
+        raise ApiError(422, f"no served model reads images; this server serves: "
+                            f"{', '.join(served)}")
+    return readers[0], answer

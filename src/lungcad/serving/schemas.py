@@ -45,6 +45,9 @@ class PredictResponse(BaseModel):
     domain_score: float | None = None
     domain_threshold: float | None = None
     domain_note: str | None = None
+    # True: the image was in the model's training data (its score is not a validation);
+    # None where the model directory records no training images
+    in_training_data: bool | None = None
     calibrated: bool = False  # probabilities through the model's stored calibration
     heatmap_png: str | None = None
     heatmap_method: str | None = None
@@ -76,6 +79,7 @@ class SegmentationResponse(BaseModel):
     plausible: bool
     measures: dict[str, float]
     warnings: list[str]
+    in_domain: bool | None = None  # the segmenter's domain check (None: it has none)
     mask_png: str
     overlay_png: str
     image: ImageInfo
@@ -102,10 +106,11 @@ class ModelInfoResponse(BaseModel):
 
 
 class ModalityResponse(BaseModel):
-    modality: str          # "radiograph" or "ct"
+    modality: str          # "radiograph", "ct" or (by the image alone) "neither"
     source: str            # "DICOM Modality tag" or "image classifier"
     confidence: float
     models: list[str]      # served models (not segmenters) of that modality: what auto picks
+    reason: str | None = None  # "neither": why, and that no model was picked
 
 
 class ModelsResponse(BaseModel):

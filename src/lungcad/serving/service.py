@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import math
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -39,8 +40,13 @@ class ServedModel:
     heatmaps: HeatmapService = field(init=False)
     executor: ThreadPoolExecutor = field(init=False)
     in_flight: int = field(init=False, default=0)
-    # Recent seconds per request (moving average): what Retry-After is estimated from.
-    recent_seconds: float = field(init=False, default=1.0)
+    # Recent seconds of the model's threads per job (moving average of the service time alone,
+    # not of the wait in the queue): what Retry-After is estimated from.
+    service_seconds: float = field(init=False, default=1.0)
+    # When the clients refused so far were told to come back (time.monotonic(), those still
+    # ahead, one per client): the queue a newly refused client joins. Event loop only.
+    promised: dict = field(init=False, default_factory=dict)
+    _observed: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.heatmaps = HeatmapService(self.model)
@@ -50,11 +56,13 @@ class ServedModel:
         self.executor = ThreadPoolExecutor(max_workers=self.workers,
                                            thread_name_prefix=f"lungcad-model-{self.id}")
 
-    def admit(self) -> None:
+    def admit(self, client: object = None) -> None:
         """Count one more request in flight, or refuse it (503, Retry-After) at the bound.
-        Called on the event loop only, so the count needs no lock."""
+        ``client``: who asks (the connection's address), so that a client asking again and
+        again holds one place in the queue Retry-After counts, not one per refusal. Called on
+        the event loop only, so the count needs no lock."""
         if self.in_flight >= self.max_in_flight:
-            wait = self.retry_after()
+            wait = self.retry_after(client)
             plural = "s" if self.max_in_flight > 1 else ""
             raise ApiError(503, f"the server is busy: model {self.id!r} already has "
                                 f"{self.max_in_flight} request{plural} in flight (the server's "
@@ -62,19 +70,38 @@ class ServedModel:
                            headers={"Retry-After": str(wait)})
         self.in_flight += 1
 
-    def release(self, seconds: float) -> None:
+    def release(self) -> None:
         self.in_flight -= 1
-        self.recent_seconds = 0.8 * self.recent_seconds + 0.2 * max(0.0, seconds)
 
-    def retry_after(self) -> int:
-        """Seconds until a slot is likely free: the queue ahead, at the recent pace."""
-        ahead = max(1, self.in_flight - self.workers + 1)
-        return max(1, min(120, math.ceil(self.recent_seconds * ahead / self.workers)))
+    def retry_after(self, client: object = None) -> int:
+        """Seconds until a slot is likely free for a client refused now, a whole number (HTTP's
+        Retry-After) from 1 to 120. With every slot taken, one frees each service time per
+        worker (the running request is half done on average); the other clients refused before
+        and told to come back later than now take the first ones: this client queues behind
+        them. Records the client's return time (where ``client`` is given) for the next ones."""
+        now = time.monotonic()
+        self.promised = {c: t for c, t in self.promised.items() if t > now and c != client}
+        seconds = self.service_seconds * (len(self.promised) + 0.5) / self.workers
+        wait = max(1, min(120, math.ceil(seconds)))
+        if client is not None and len(self.promised) < 10_000:  # beyond: 120 s anyway
+            self.promised[client] = now + wait
+        return wait
+
+    def _observe(self, seconds: float) -> None:
+        with self._observed:
+            self.service_seconds = 0.8 * self.service_seconds + 0.2 * max(0.0, seconds)
 
     async def run(self, function, *args):
-        """``function(*args)`` on this model's threads, awaited without blocking the loop."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, functools.partial(function, *args))
+        """``function(*args)`` on this model's threads, awaited without blocking the loop; its
+        time on the threads is the service time Retry-After is estimated from."""
+        def timed():
+            started = time.monotonic()
+            try:
+                return function(*args)
+            finally:
+                self._observe(time.monotonic() - started)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
 
     @property
     def spec(self):
@@ -180,6 +207,8 @@ def predict_payload(served: ServedModel, loaded, prediction=None) -> dict:
         "domain_score": getattr(prediction, "domain_score", None),
         "domain_threshold": (served.spec.domain or {}).get("threshold"),
         "domain_note": getattr(prediction, "domain_note", "") or None,
+        # True: the image was one of the model's training images (None: not recorded)
+        "in_training_data": getattr(prediction, "in_training_data", None),
         "calibrated": bool(served.spec.calibration),
     }
     return payload

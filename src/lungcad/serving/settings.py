@@ -41,6 +41,10 @@ class ServeSettings:
     # Seconds a request body may take to arrive; a body still incomplete then is answered 408
     # and its connection closed (uvicorn's keep-alive timeout does not cover a stalled body).
     body_timeout_s: float = 60.0
+    # Seconds a connection may take to send its request headers (from when it opens, or from the
+    # first byte of a further request on it); then it is closed (lungcad.serving.http_protocol:
+    # uvicorn itself has no such limit).
+    header_timeout_s: float = 10.0
     # Host names the server answers to, besides the bind address, localhost, 127.0.0.1 and
     # [::1] (a page on another site reaching the server through DNS rebinding uses its own).
     # "*" accepts any.
@@ -52,11 +56,12 @@ class ServeSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LungcadError(f"{name} must be a positive integer, not {value!r}")
-        timeout = self.body_timeout_s
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
-                0 < timeout < float("inf")):
-            raise LungcadError(f"body_timeout_s must be a positive number of seconds, not "
-                               f"{timeout!r}")
+        for name in ("body_timeout_s", "header_timeout_s"):
+            timeout = getattr(self, name)
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
+                    0 < timeout < float("inf")):
+                raise LungcadError(f"{name} must be a positive number of seconds, not "
+                                   f"{timeout!r}")
         if not isinstance(self.allowed_hosts, str):
             object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         if isinstance(self.allowed_hosts, str) or not all(

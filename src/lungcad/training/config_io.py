@@ -22,7 +22,7 @@ EXPERIMENT_ONLY_KEYS = ("localisation",)
 WEIGHT_FILE_ARGS = ("pretrained", "weights_path")
 NOT_PATHS = {"imagenet", "none", "true", "false", ""}
 # Keys that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = {"epochs", "num_workers", "devices", "strategy", "accelerator",
+RESUMABLE_CHANGES = {"epochs", "num_workers", "devices", "num_nodes", "strategy", "accelerator",
                      "torch_threads", "progress_bar", "early_stopping_patience", "precision"}
 
 

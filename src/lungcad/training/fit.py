@@ -13,6 +13,7 @@ unrounded validation probabilities, and the run folder gets::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import replace
 from pathlib import Path
@@ -49,15 +50,38 @@ def train(config: dict, out_dir: str | Path, *, fold: int | None = None, resume:
     if not resume:
         for name in (VAL_PREDICTIONS, THRESHOLD_FILE):
             (out_dir / name).unlink(missing_ok=True)
-    trained = trainer.fit(view, out_dir, config, resume=resume, log=log)
-    if trained is None:  # a DDP worker: rank 0 finishes the run
-        return out_dir / MODEL_DIR
-    return finish(trained, view, out_dir, str(config.get("threshold") or "youden"))
+    with torch_state_kept():
+        trained = trainer.fit(view, out_dir, config, resume=resume, log=log)
+        if trained is None:  # a DDP worker: rank 0 finishes the run
+            return out_dir / MODEL_DIR
+        return finish(trained, view, out_dir, str(config.get("threshold") or "youden"))
+
+
+@contextlib.contextmanager
+def torch_state_kept():
+    """Give back the process-wide state as it was: trainers set torch's thread count and seed
+    the global random generators (torch, NumPy, ``random``: Lightning's ``seed_everything``)
+    for their own run, and what runs after them in the same process (the next fold, a caller's
+    own code, the next test) must not inherit them."""
+    import random
+
+    import torch
+
+    threads = torch.get_num_threads()
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
 
 
 def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
     """Decide the threshold on the validation part; write val_predictions.csv, the model
     directory and threshold.json (last)."""
+    from lungcad.domain.training_data import record_view
     from lungcad.evaluation.thresholds import ValidationPredictions, decide_threshold
     from lungcad.model_dir import save_model_dir
     from lungcad.provenance import write_json
@@ -76,6 +100,7 @@ def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
     write_validation_predictions(val_file, validation)
     card = trained.card(spec) if callable(trained.card) else trained.card
     model_dir = save_model_dir(Path(out_dir) / MODEL_DIR, trained.network, spec, card)
+    record_view(model_dir, view)  # what it trained on: predict and evaluate say so
     write_json(Path(out_dir) / THRESHOLD_FILE, choice.to_dict())
     return model_dir
 
@@ -83,6 +108,7 @@ def finish(trained: "TrainedFold", view, out_dir: Path, rule: str) -> Path:
 def _finish_segmenter(trained: TrainedFold, view, out_dir: Path) -> Path:
     """A segmenter's pixel threshold is fixed at 0.5: nothing is decided on validation."""
     from lungcad.atomic import atomic_write
+    from lungcad.domain.training_data import record_view
     from lungcad.evaluation.thresholds import ThresholdChoice
     from lungcad.model_dir import save_model_dir
     from lungcad.provenance import write_json
@@ -96,6 +122,7 @@ def _finish_segmenter(trained: TrainedFold, view, out_dir: Path) -> Path:
                      trained.val_table.to_csv(index=False, float_format="%.17g").encode())
     card = trained.card(spec) if callable(trained.card) else trained.card
     model_dir = save_model_dir(out_dir / MODEL_DIR, trained.network, spec, card)
+    record_view(model_dir, view)
     write_json(out_dir / THRESHOLD_FILE, choice.to_dict())
     return model_dir
 

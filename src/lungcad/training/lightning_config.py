@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "precision": "auto",
     "accelerator": "auto",
     "devices": 1,
+    "num_nodes": 1,
     "strategy": "auto",
     "torch_threads": None,
     "modality": None,
@@ -100,7 +101,8 @@ def check_config(config: dict) -> dict:
     for key in ("model", "dataset", "task", "split"):
         if not config.get(key):
             raise LungcadError(f"config: {key} is required: {REQUIRED_HINTS[key]}")
-    for key in ("fold", "epochs", "batch_size", "seed", "num_workers", "devices"):
+    for key in ("fold", "epochs", "batch_size", "seed", "num_workers", "devices",
+                "num_nodes"):
         _number(config, key, int, minimum=0 if key in ("fold", "seed", "num_workers") else 1)
     _number(config, "image_size", int, minimum=32, allow_none=True)
     _number(config, "early_stopping_patience", int, minimum=1, allow_none=True)

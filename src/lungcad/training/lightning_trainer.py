@@ -40,10 +40,12 @@ from lungcad.training.registry import TrainedFold, register_trainer
 RUN_FILES = ("metrics.csv", "curves.png", "val_predictions.csv", "threshold.json", "meta.json")
 
 
-def _device_info(accelerator: str, devices: int, strategy: str, precision: str) -> dict:
+def _device_info(accelerator: str, devices: int, strategy: str, precision: str,
+                 num_nodes: int = 1) -> dict:
     import torch
 
-    info = {"accelerator": accelerator, "devices": devices, "strategy": strategy,
+    info = {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes,
+            "strategy": strategy,
             "precision": precision, "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "host": socket.gethostname(),
             "platform": platform.platform()}
@@ -209,7 +211,8 @@ def fit(view, out_dir: Path, config: dict, *, resume: bool = True,
                   "val_class_counts": view.class_counts("val")},
         "seed": config["seed"], "deterministic": config["deterministic"],
         "preprocessing": preprocessing.to_dict(),
-        "device": _device_info(accelerator, config["devices"], strategy, precision),
+        "device": _device_info(accelerator, config["devices"], strategy, precision,
+                               config["num_nodes"]),
         "versions": provenance.versions(), "git_commit": provenance.git_commit(),
         "started": old_meta.get("started", provenance.now()),
         "sessions": old_meta.get("sessions", []) + [
@@ -243,7 +246,7 @@ def fit(view, out_dir: Path, config: dict, *, resume: bool = True,
     deterministic = (("warn" if accelerator == "gpu" else True) if config["deterministic"] else None)
     trainer = L.Trainer(
         max_epochs=config["epochs"], accelerator=accelerator, devices=config["devices"],
-        strategy=strategy, precision=precision, deterministic=deterministic,
+        num_nodes=config["num_nodes"], strategy=strategy, precision=precision, deterministic=deterministic,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=False,
         default_root_dir=out_dir, enable_progress_bar=config["progress_bar"],
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1)

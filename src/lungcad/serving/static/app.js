@@ -135,8 +135,15 @@ function showModel(model) {
     document.getElementById("model-summary").textContent =
       "Each image goes to the model(s) for its modality (chest radiograph or CT slice: " +
       "the DICOM Modality tag, else the image itself).";
-    renderMarkdown("", document.getElementById("model-card"));
+    showCards(state.models.filter((m) => !isSegmenter(m)));
     document.getElementById("want-heatmap").disabled = false;
+    document.getElementById("heatmap-note").textContent = "";
+    // the lung outline: for the radiographs, where the server has a lung model
+    const autoLungs = document.getElementById("lungs-option");
+    autoLungs.hidden = !state.lungsModel;
+    document.getElementById("want-lungs").checked = !autoLungs.hidden;
+    document.getElementById("lungs-note").textContent = state.lungsModel
+      ? `(model ${state.lungsModel}; for frontal chest radiographs)` : "";
     return;
   }
   const threshold = model.threshold === null
@@ -166,6 +173,13 @@ function showModel(model) {
     ? `(model ${state.lungsModel}; for frontal chest radiographs)` : "";
 }
 
+function showCards(models) {
+  // Automatic mode: the cards of the models it may run (or ran, after an image), in order.
+  const text = models.map((m) => m.card ? m.card
+    : `# ${m.name}\n\nThis model has no model card.`).join("\n\n");
+  renderMarkdown(text, document.getElementById("model-card"));
+}
+
 async function loadModels() {
   const response = await fetch(`${API}/models`);
   if (!response.ok) throw new Error(`cannot list the models (HTTP ${response.status})`);
@@ -182,7 +196,7 @@ async function loadModels() {
     select.prepend(el("option", { value: "auto", text: "Automatic: by each image's modality" }));
     select.value = "auto";
   } else {
-    select.value = body.default;
+    select.value = state.byId.has(body.default) ? body.default : body.models[0].id;
   }
   document.getElementById("model-picker").hidden = body.models.length < 2;
   select.addEventListener("change", () => showModel(currentModel()));
@@ -226,6 +240,9 @@ function verdictBlock(result, model) {
                                                           : "Model output" }),
     el("strong", { class: "verdict-label", text: result.label }),
     el("span", { class: "verdict-rule", text: rule }),
+    result.in_training_data ? el("span", { class: "verdict-rule training-note",
+      text: "This image was in the model's training data: this output is not a test of " +
+            "the model." }) : null,
     outside ? el("span", { class: "verdict-rule", text: `Domain score ` +
       `${result.domain_score.toPrecision(3)} above this model's threshold ` +
       `${result.domain_threshold.toPrecision(3)}: the image is unlike its training images.` }) : null);
@@ -371,7 +388,7 @@ async function analyse(file, card, model, wantHeatmap, wantLungs) {
     response = await fetch(`${API}/predict?display=true`, { method: "POST", body: form });
   } catch (error) {
     renderError(card, `Could not reach the server: ${error.message}`);
-    return false;
+    return null;
   }
   let body = null;
   try {
@@ -381,10 +398,21 @@ async function analyse(file, card, model, wantHeatmap, wantLungs) {
   }
   if (!response.ok) {
     renderError(card, body && body.error ? body.error : `The server answered HTTP ${response.status}.`);
-    return false;
+    return null;
   }
   renderResult(card, body, model, file.name);
-  return true;
+  return statusText(body);
+}
+
+function statusText(result) {
+  // The status line's words for one answer, with the caveats the card shows.
+  if (result.kind === "segmentation") {
+    return result.plausible ? "lungs outlined" : "no plausible pair of lungs";
+  }
+  const caveats = [];
+  if (result.in_domain === false) caveats.push("OUT OF DOMAIN: do not read this verdict");
+  if (result.in_training_data) caveats.push("in the model's training data");
+  return result.label + (caveats.length ? ` (${caveats.join("; ")})` : "");
 }
 
 function newCard(title) {
@@ -408,23 +436,31 @@ async function analyseAuto(file, card, wantHeatmap, wantLungs) {
     if (!response.ok) throw new Error(body && body.error ? body.error : `HTTP ${response.status}`);
   } catch (error) {
     renderError(card, `Could not tell the image's modality: ${error.message}`);
-    return false;
+    return null;
   }
   if (!body.models.length) {
-    renderError(card, `This ${body.modality} image has no served model of its modality.`);
-    return false;
+    // "neither" (a photograph, a gradient): the server says why no model reads it
+    renderError(card, body.reason ||
+                `This ${body.modality} image has no served model of its modality.`);
+    return null;
   }
   const what = body.modality === "ct" ? "CT slice" : "chest radiograph";
-  let ok = true;
+  const radiograph = body.modality !== "ct";
+  showCards(body.models.map((id) => state.byId.get(id)));
+  const texts = [];
+  let last = card;
   for (const [k, id] of body.models.entries()) {
     const target = k === 0 ? card : newCard(file.name || "image");
-    if (k > 0) card.after(target);
+    if (k > 0) last.after(target); // the cards in the order of the modality's model list
+    last = target;
     target.querySelector(".result-title").textContent =
       `${file.name || "image"} · ${what} (${body.source}) → ${id}`;
-    ok = (await analyse(file, target, state.byId.get(id), wantHeatmap, wantLungs)) && ok;
+    const text = await analyse(file, target, state.byId.get(id), wantHeatmap,
+                               wantLungs && radiograph);
+    texts.push(`${id}: ${text === null ? "could not be analysed" : text}`);
     target.setAttribute("aria-busy", "false");
   }
-  return ok;
+  return texts.join("; ");
 }
 
 function addFiles(files) {
@@ -447,12 +483,10 @@ function addFiles(files) {
     // One upload at a time: the server predicts one image at a time per model anyway.
     state.queue = state.queue.then(async () => {
       setStatus(`Analysing ${file.name}…`);
-      const ok = model.auto ? await analyseAuto(file, card, wantHeatmap, wantLungs)
-                            : await analyse(file, card, model, wantHeatmap, wantLungs);
+      const text = model.auto ? await analyseAuto(file, card, wantHeatmap, wantLungs)
+                              : await analyse(file, card, model, wantHeatmap, wantLungs);
       card.setAttribute("aria-busy", "false");
-      const label = card.querySelector(".verdict-label");
-      setStatus(ok && label ? `${file.name}: ${label.textContent}`
-                   : `${file.name}: could not be analysed`);
+      setStatus(`${file.name}: ${text === null ? "could not be analysed" : text}`);
     });
   }
 }
