@@ -101,7 +101,7 @@ def write_sources(folder: Path, count: int) -> list[Path]:
     import pandas as pd
 
     from lungcad.io import load_image
-    from lungcad.data.jsrt_geometry import JSRT_MATRIX
+    from lungcad.jsrt_geometry import JSRT_MATRIX
     from lungcad.io.jsrt import write_jsrt_raw
     from lungcad.preprocess import resize_area
 

@@ -1,6 +1,6 @@
 """Wall time of one radiograph through the bundled nodule detector, end to end: read the file,
 screen it, the detector's network, the jsrt-lungs mask, the marks and the image-level figures
-(``LungModel.detect`` + the image probability, as ``lungcad predict`` does for each image).
+(``lungcad.detection.detect.detect`` + the image probability, as ``lungcad predict`` does for each image).
 
 Median and maximum over ``--repeats`` passes per image (after one warm-up pass), on a 512 px
 JSRT PNG (from ``--jsrt``, where the shared data are present) and on the pydicom sample
@@ -35,7 +35,8 @@ def main() -> int:
     from pydicom.data import get_testdata_file
 
     from lungcad.detection.batch import image_probabilities
-    from lungcad.inference import load_model
+    from lungcad import load_model
+    from lungcad.domain.check import screen
     from lungcad.io import load_image
 
     torch.set_num_threads(args.threads)
@@ -51,7 +52,7 @@ def main() -> int:
         for k in range(args.repeats + 1):
             start = time.perf_counter()
             loaded = load_image(path)
-            check = model.screen([loaded.array], [path.name], [loaded.meta.modality])[0]
+            check = screen(model, [loaded.array], [path.name], [loaded.meta.modality])[0]
             detection = model.detect(loaded.array, loaded.meta.pixel_spacing_mm,
                                      loaded.meta.modality)
             model.calibrate(image_probabilities(detection, model.network.output)[None])

@@ -2,7 +2,7 @@
 
 Starts the real server (`python -m lungcad serve MODEL`) on 127.0.0.1 in a child process, drives
 it with httpx async clients, and prints throughput, p50/p99 latency and errors beside the bare
-model's throughput measured in this process with the same torch thread count: LungModel.predict
+model's throughput measured in this process with the same torch thread count: model.predict
 on the same image file (decode + predict, the work the server does per request; in the main
 thread and in a worker thread, the faster counting) and on the decoded array (the network
 alone). Bare and server runs alternate in rounds so that a shared machine's changing load falls
@@ -207,7 +207,7 @@ def main() -> int:
             server.wait(timeout=30)
     rates = {where: count / spent for where, (count, spent) in bare.items()}
     from_file = max(rates.values())
-    print("bare model, LungModel.predict(file) (decode + predict), one after another: "
+    print("bare model, lungcad.load_model(...).predict(file) (decode + predict), one after another: "
           + ", ".join(f"{rate:.1f} img/s in the {where}" for where, rate in rates.items())
           + f"; {from_array:.1f} img/s on the decoded array (main thread)")
 

@@ -1,5 +1,5 @@
 """A small nodule detector model directory for tests (serving, demo, explain): the real
-``nodule-detector-lite0`` architecture (ImageNet Lite0 weights, installed offline), untrained head
+``nodule-heatmap-lite0`` architecture (ImageNet Lite0 weights, installed offline), untrained head
 whose nodule bias is raised so that cells fire, at 128 px so that it runs fast on a CPU.
 
 Detection uses the installed lung segmenter where there is one; :func:`no_lung_model` turns that
@@ -21,9 +21,9 @@ def detector_network(seed: int = 0, nodule_bias: float = 1.0):
     from lungcad.models import create_model
 
     torch.manual_seed(seed)
-    network = create_model("nodule-detector-lite0", 2)
+    network = create_model("nodule-heatmap-lite0", 2, head_channels=8)
     with torch.no_grad():
-        network.head[-1].bias.copy_(torch.tensor([nodule_bias, 0.0]))
+        network.cells.bias.copy_(torch.tensor([nodule_bias, 0.0]))
     return network.eval()
 
 
@@ -38,10 +38,11 @@ def save_detector_dir(directory: Path, name: str = DETECTOR_NAME, seed: int = 0,
     from lungcad.models.efficientnet_lite import LITE_MEAN, LITE_STD
     from lungcad.preprocess import Preprocessing
 
-    spec = ModelSpec(name=name, architecture="nodule-detector-lite0", task="jsrt-nodule",
+    spec = ModelSpec(name=name, architecture="nodule-heatmap-lite0", task="jsrt-nodule",
                      classes=["no_nodule", "nodule"],
                      preprocessing=Preprocessing(DETECTOR_SIDE, 1, LITE_MEAN, LITE_STD),
                      threshold=0.5, threshold_rule="test value", weights_base="pretrained",
+                     architecture_args={"head_channels": 8, "output": "nodule"},
                      modality="chest radiograph", version="2",
                      detection={"marks": {"peaks": 5, "min_distance_mm": 40.0},
                                 **({"clinical": clinical} if clinical else {})})
@@ -66,8 +67,8 @@ def no_lung_model():
     """Detection without a lung mask (every cell allowed) while the block runs."""
     import pytest
 
-    import lungcad.model_dir as model_dir
+    import lungcad.detection.detect as detect_module
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(model_dir, "bundled_lung_model", lambda: None)
+        patch.setattr(detect_module, "bundled_lung_model", lambda: None)
         yield

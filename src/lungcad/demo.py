@@ -77,6 +77,7 @@ class DemoResult:
 def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
              log: Callable[[str], None] = print) -> Path:
     """Run ``models`` (default: every bundled model) on the samples; return the HTML page."""
+    from lungcad.domain.check import predict_image
     from lungcad.explain import Explainer
     from lungcad.inference import load_model
     from lungcad.model_dir import bundled_models, resolve_model_dir
@@ -107,7 +108,7 @@ def run_demo(out_dir: str | Path, models: Sequence[str] | None = None,
             path = sample_path(file)
             loaded = load_image(path)
             image = loaded.array
-            prediction = model.predict(image, loaded.meta.modality)
+            prediction = predict_image(model, image, loaded.meta.modality)
             heat = explainer.maps([image], sources=[str(path)])[0]
             detection = sample_marks(model, loaded)
             stem = f"{Path(file).stem}-{model.spec.name}"
@@ -162,11 +163,12 @@ def segment_sample(model, name: str, file: str, description: str, figures: Path,
     from lungcad.io import load_image
     from lungcad.model_dir import resolve_model_dir
     from lungcad.preprocess import resize_area
+    from lungcad.segmentation.predict import segment
 
     path = sample_path(file)
     loaded = load_image(path)
-    result = model.segment(loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
-                           modality=loaded.meta.modality)
+    result = segment(model, loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
+                     modality=loaded.meta.modality)
     shape = display_shape(loaded.array.shape)
     shown = resize_area(loaded.array, shape)
     stem = f"{Path(file).stem}-{model.spec.name}"

@@ -3,11 +3,13 @@ function), for both runtimes.
 
 A model is named by a model directory, a training run folder or a bundled model's name
 (:func:`~lungcad.model_dir.resolve_model_dir`), or, for ONNX Runtime, an ``.onnx`` file written
-by ``lungcad export``. Either runtime gives a :class:`~lungcad.model_dir.LungModel` (``spec``,
-``classes``, ``predict``, ``predict_proba``, ``decide``; ``explain`` on PyTorch only).
+by ``lungcad export``. Either runtime gives a :class:`~lungcad.lung_model.LungModel` (``spec``,
+``classes``, ``predict_proba``, ``decide``, ``prediction``): the services (screened prediction,
+segment, detect, explain) take it as their first argument. ``lungcad.load_model``
+(:mod:`lungcad.api`) wraps it with those services as methods for the Python API.
 
-The model directory format itself (``ModelSpec``, ``save_model_dir``, ``LungModel``, ...) lives
-in :mod:`lungcad.model_dir`.
+The model directory format itself (``ModelSpec``, ``save_model_dir``, ...) lives in
+:mod:`lungcad.model_dir`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lungcad.errors import LungcadError
-from lungcad.model_dir import LungModel, read_model_dir, resolve_model_dir
+from lungcad.lung_model import LungModel, read_model_dir
+from lungcad.model_dir import resolve_model_dir
 
 RUNTIMES = ("torch", "onnx")
 
@@ -25,8 +28,7 @@ __all__ = ["RUNTIMES", "load_model"]
 def load_model(name_or_path: str | Path, runtime: str = "torch",
                threads: int | None = None) -> LungModel:
     """A bundled model by name (see :func:`bundled_models`), a model directory or a training run
-    folder, loaded: a :class:`~lungcad.model_dir.LungModel` with ``predict(image_or_path)``,
-    ``predict_proba(images)`` and ``explain(image_or_path)``.
+    folder, loaded: a :class:`~lungcad.lung_model.LungModel`.
 
     ``runtime``: ``torch`` (default) runs the PyTorch network; ``onnx`` runs the forward pass on
     ONNX Runtime (no saliency maps): ``name_or_path`` may then also be an exported ``.onnx``

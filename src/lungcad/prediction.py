@@ -1,7 +1,7 @@
 """The library side of ``lungcad predict``: find the images, predict them in batches, write rows.
 
-(One image at a time, in memory: :meth:`lungcad.model_dir.LungModel.predict`. Loading a model,
-either runtime: :func:`lungcad.load_model`.)
+(One image at a time, in memory: :func:`lungcad.domain.check.predict_image`. Loading a model,
+either runtime: :func:`lungcad.inference.load_model`.)
 
 A predictions table (see :mod:`lungcad.evaluation.predictions`) has one row per image:
 
@@ -9,7 +9,7 @@ A predictions table (see :mod:`lungcad.evaluation.predictions`) has one row per 
   files), otherwise the file's path as given;
 - ``true_label`` (labelled input only): the dataset's label mapped through the model's task;
 - ``prob_<class>`` for every class, in the model's class order;
-- ``predicted_label`` at the model's decision threshold (:meth:`LungModel.decide`);
+- ``predicted_label`` at the model's decision threshold (``LungModel.decide``);
 - ``model`` (``name@version``); ``fold`` when a split file chose the images;
 - the manifest's metadata columns (subtlety, size_mm, sex, x_512, ...), and its own label as
   ``dataset_label``, so that evaluation can make subgroup tables and localisation scores.
@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from lungcad.atomic import atomic_write
-from lungcad.disclaimer import SHORT_DISCLAIMER
 from lungcad.errors import LungcadError
 from lungcad.image_files import entry_kind, images_in_folder
 
@@ -69,7 +68,12 @@ class BatchPredictions:
     failures: list[tuple[str, str]]                  # (path, message) of images that failed
     probabilities: np.ndarray                        # (rows, classes), the table's prob_ columns
     findings: pd.DataFrame | None = None             # a detector's marks, one row a mark
-    domain_notes: list[str] | None = None            # per row: the domain check's note, if any
+    checks: list = field(default_factory=list)       # each row's domain check (Screen or None)
+
+    def prediction(self, model, row: int):
+        """Row ``row``'s :class:`~lungcad.lung_model.ImagePrediction` (its verdict, domain
+        note included), from the probabilities and the domain check themselves."""
+        return model.prediction(self.probabilities[row], self.checks[row])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,8 +309,7 @@ def predict_input(model, inp: PredictionInput, batch_size: int = 16,
     table = prediction_table(model, inp, kept, matrix)
     add_check_columns(model, table, [checks[i] for i in kept])
     findings = None if marks is None else marks.add_to(table)
-    return BatchPredictions(table, failures, matrix, findings,
-                            [checks[i].note() if i in checks else "" for i in kept])
+    return BatchPredictions(table, failures, matrix, findings, [checks.get(i) for i in kept])
 
 
 def prediction_table(model, inp: PredictionInput, rows: Sequence[int],
@@ -375,18 +378,3 @@ def check_output(path: str | Path, option: str = "--out", *, folder: bool = Fals
     problem = output_problem(path, option, folder=folder)
     if problem is not None:
         raise LungcadError(f"cannot write {option} {path}: {problem}")
-
-
-def verdict_line(name: str, probs: np.ndarray, model, note: str = "") -> str:
-    """One line for one image, e.g. ``x.png: malignant (p=0.83, threshold 0.41) — research
-    software, not a medical device``. Binary: p of the positive class, which the threshold
-    applies to; multi-class: p of the predicted class."""
-    probs = np.asarray(probs, dtype=np.float64)
-    label = model.decide(probs[None])[0]
-    if len(model.classes) == 2:
-        threshold = 0.5 if model.spec.threshold is None else model.spec.threshold
-        detail = f"p={probs[1]:.2f}, threshold {threshold:.2f}"
-    else:
-        detail = f"p={probs[list(model.classes).index(label)]:.2f}"
-    note = f" \u2014 {note}" if note else ""
-    return f"{name}: {label} ({detail}){note} \u2014 {SHORT_DISCLAIMER}"

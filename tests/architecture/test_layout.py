@@ -1,6 +1,8 @@
 """The shape of the code, checked on its source (no import is executed): no module over 400
-lines, no import cycle between lungcad's modules (imports inside functions count too), and no
-module importing another package's private name."""
+lines, no import cycle between lungcad's modules (imports inside functions count too), no
+module importing another package's private name, and every package (or top-level module) on a
+declared layer, importing only from its own layer or the layers below (lazy imports included).
+docs/architecture.md draws the layers."""
 
 from __future__ import annotations
 
@@ -11,6 +13,35 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "lungcad"
 MAX_LINES = 400
+
+# Bottom to top. A unit is a package under lungcad/ (``io``) or a top-level module
+# (``model_dir``); ``lungcad`` is the package's own __init__ (the public facade). A unit may
+# import its own layer and the layers below it, never a layer above.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundation", ("errors", "version", "atomic", "hashing", "csvsafe", "disclaimer",
+                    "provenance", "preprocess", "findings", "jsrt_geometry", "calibration_map",
+                    "array_cache")),
+    ("image input", ("io", "image_files")),
+    ("datasets", ("data",)),
+    ("networks", ("models",)),
+    ("scores", ("evaluation",)),
+    ("model format", ("model_dir",)),
+    ("loaded model", ("lung_model",)),
+    ("domain screen", ("domain",)),
+    ("lung masks", ("segmentation",)),
+    ("nodule marks", ("detection",)),
+    ("saliency, export", ("explain", "export")),
+    ("loader", ("inference",)),
+    ("batch prediction", ("prediction",)),
+    ("prediction on a cluster", ("engine",)),
+    ("training", ("training",)),
+    ("experiments", ("experiment",)),
+    ("applications", ("serving", "dicom_out", "demo")),
+    ("DICOM node", ("dicom_node",)),
+    ("Python API", ("api",)),
+    ("verbs", ("commands",)),
+    ("entry points", ("cli", "__main__", "lungcad")),
+]
 
 
 def _module_name(path: Path) -> str:
@@ -89,6 +120,35 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return found
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "lungcad"
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    level = {unit: k for k, (_, units) in enumerate(LAYERS) for unit in units}
+    return sorted(f"{a} -> {b} ({LAYERS[level[_unit(a)]][0]} imports {LAYERS[level[_unit(b)]][0]})"
+                  for a, targets in graph.items() for b in targets
+                  if level[_unit(b)] > level[_unit(a)])
+
+
+def test_every_unit_is_on_exactly_one_layer():
+    declared = [unit for _, units in LAYERS for unit in units]
+    assert len(declared) == len(set(declared))
+    assert sorted({_unit(m) for m in MODULES} - set(declared)) == []
+    assert sorted(set(declared) - {_unit(m) for m in MODULES}) == []
+
+
+def test_imports_point_only_down_the_layers():
+    assert _upward_imports(_graph()) == []
+
+
+def test_the_layer_checker_sees_an_upward_import():
+    assert _upward_imports({"lungcad.model_dir": {"lungcad.detection.detect"}}) == [
+        "lungcad.model_dir -> lungcad.detection.detect (model format imports nodule marks)"]
+    assert _upward_imports({"lungcad.detection.detect": {"lungcad.model_dir"}}) == []
 
 
 def test_the_checker_sees_a_cycle_and_a_relative_import():

@@ -12,7 +12,7 @@ import pytest
 import lungcad
 from lungcad.cli import main
 from lungcad.disclaimer import DISCLAIMER
-from lungcad.inference import load_model
+from lungcad import load_model
 from lungcad.model_dir import BUNDLED_DIR, bundled_models
 
 ROOT = Path(__file__).resolve().parents[2]

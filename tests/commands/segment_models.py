@@ -31,9 +31,10 @@ def spec(name: str = "jsrt-lungs"):
 
 
 def dark_pixel_segmenter(name: str = "jsrt-lungs"):
-    from lungcad.model_dir import LungModel
+    from lungcad.api import Model
+    from lungcad.lung_model import LungModel
 
-    return LungModel(spec(name), DarkPixels())
+    return Model(LungModel(spec(name), DarkPixels()))  # the Python API's model
 
 
 def save_untrained_segmenter(directory: Path, name: str = "jsrt-lungs") -> Path:

@@ -183,3 +183,12 @@ def test_a_file_name_that_looks_like_a_formula_is_written_as_text(tmp_path, dark
     assert main(["segment", "m", "=HYPERLINK(1).png", "--out", "o"]) == 0
     rows = (tmp_path / "o" / "segmentation.csv").read_text().splitlines()
     assert rows[1].startswith("'=HYPERLINK(1).png,")  # a spreadsheet shows it as text
+
+
+def test_predict_with_a_segmenter_is_refused_in_one_line(tmp_path, dark_model, capsys):
+    """`lungcad predict` with a segmentation model said nothing useful (a traceback) before."""
+    image = write_png(two_lungs(), tmp_path / "x.png")
+    assert main(["predict", "jsrt-lungs", str(image)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a segmentation model" in err[0]
+    assert "lungcad segment jsrt-lungs" in err[0]

@@ -1,5 +1,5 @@
 """splits/published/chest-ct-4class-published.json: the chest CT set's published train/valid
-split, its test part deduplicated against train (benchmarks/ct_published_split.py).
+split, its test part deduplicated against train (studies/ct_published_split.py).
 
 The first test reads only the split files; the second regenerates the file from the shared
 data's labels.csv and skips, saying why, where that folder is absent."""
@@ -35,7 +35,7 @@ def test_published_split_keeps_duplicates_of_train_out_of_test():
 
 def test_published_split_is_reproduced_from_the_labels(shared_data):
     spec = importlib.util.spec_from_file_location(
-        "ct_published_split", ROOT / "benchmarks" / "ct_published_split.py")
+        "ct_published_split", ROOT / "studies" / "ct_published_split.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     labels = pd.read_csv(shared_data / "chest_ct_kaggle" / "labels.csv")

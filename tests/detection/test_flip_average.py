@@ -16,11 +16,11 @@ def _pair(output: str = "nodule"):
     """The same weights without and with flip averaging (ImageNet features, installed offline,
     so that the maps depend on the image; the cell layer scaled up so that they differ)."""
     torch.manual_seed(0)
-    plain = create_model("nodule-heatmap-detector-lite0", 2, output=output, head_channels=8)
+    plain = create_model("nodule-heatmap-lite0", 2, output=output, head_channels=8)
     with torch.no_grad():
         plain.cells.weight.mul_(20)
         plain.cells.bias.zero_()
-    flip = create_model("nodule-heatmap-detector-lite0", 2, output=output, head_channels=8,
+    flip = create_model("nodule-heatmap-lite0", 2, output=output, head_channels=8,
                         flip_average=True)
     flip.load_state_dict(plain.state_dict())
     return plain.eval(), flip.eval()
@@ -58,6 +58,6 @@ def test_validation_scores_from_cached_features_match_the_forward(output):
 
 def test_flip_average_must_be_a_boolean_for_a_one_output_network():
     with pytest.raises(LungcadError, match="flip_average is true or false"):
-        create_model("nodule-heatmap-detector-lite0", 2, pretrained=False, flip_average="no")
+        create_model("nodule-heatmap-lite0", 2, pretrained=False, flip_average="no")
     with pytest.raises(LungcadError, match="flip_average"):
         create_model("nodule-heatmap-lite0", 3, pretrained=False, flip_average=True)

@@ -104,18 +104,24 @@ def test_a_radiograph_without_pixel_spacing_gets_points(rg1_path, models):
 
 
 class _Detector:
-    """A stand-in for the coming detector models: findings, no class probabilities."""
+    """A stand-in detector: findings (from the detect service, patched below), no class
+    probabilities."""
 
     kind = "detector"
     classes: list = []
     spec = SimpleNamespace(name="toy-detector", version="3", threshold_rule="")
 
-    def detect(self, image, spacing_mm=None, modality=None):
-        assert image.ndim == 2 and modality == "ct" and spacing_mm is not None
-        return [Finding(x=10, y=12, radius_mm=4.0, score=0.75)]
+
+def _toy_detect(model, image, spacing_mm=None, modality=None):
+    assert isinstance(model, _Detector)
+    assert image.ndim == 2 and modality == "ct" and spacing_mm is not None
+    return [Finding(x=10, y=12, radius_mm=4.0, score=0.75)]
 
 
-def test_a_detector_model_reports_its_own_findings(ct_path):
+def test_a_detector_model_reports_its_own_findings(ct_path, monkeypatch):
+    import lungcad.detection.detect
+
+    monkeypatch.setattr(lungcad.detection.detect, "detect", _toy_detect)
     sr, overlay = dicom_results(_Detector(), ct_path)
     content = read_sr(sr)
     assert content["model"] == "toy-detector" and content["version"] == "3"

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lungcad.evaluation.calibration import (apply_calibration, calibrated_threshold,
-                                            calibration_scores, crossfit_calibration,
+from lungcad.calibration_map import apply_calibration
+from lungcad.evaluation.calibration import (calibrated_threshold, calibration_scores,
+                                            crossfit_calibration,
                                             fit_calibration)
 
 

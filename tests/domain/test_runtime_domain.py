@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lungcad.domain.check import reference_of
 from lungcad.errors import LungcadError
 
 
@@ -59,7 +60,7 @@ def _ct_like(seed: int) -> np.ndarray:
 
 
 def test_ct_dicom_to_the_radiograph_model_is_refused_with_the_message():
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     model = load_model("jsrt-malignant")
     with pytest.raises(LungcadError, match=r"CT slice \(its DICOM Modality tag\).*"
@@ -68,18 +69,18 @@ def test_ct_dicom_to_the_radiograph_model_is_refused_with_the_message():
 
 
 def test_a_modern_radiograph_is_flagged_out_of_domain_but_answered():
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     prediction = load_model("jsrt-malignant").predict(_sample("RG1_UNCI.dcm"))
     assert prediction.in_domain is False
-    assert prediction.domain_score > load_model("jsrt-malignant").domain_reference.threshold
+    assert prediction.domain_score > reference_of(load_model("jsrt-malignant")).threshold
     assert set(prediction.probabilities) == {"rest", "malignant"}
     assert "OUT OF DOMAIN: outside what this model was trained on" in prediction.verdict()
 
 
 def test_onnx_gives_the_same_calibrated_probabilities_and_domain_answers(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.prediction import file_input, predict_input
     from lungcad.preprocess import resize_area
     from PIL import Image

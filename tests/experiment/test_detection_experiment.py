@@ -28,18 +28,19 @@ def _with_ages(root, split_path) -> None:
 
 @pytest.fixture(scope="module")
 def detection_run(tmp_path_factory):
-    import lungcad.model_dir as model_dir
+    import lungcad.detection.detect as detect_module
 
     root = tmp_path_factory.mktemp("det")
     data, split = make_dataset(root / "jsrt", n=18, size=64, n_folds=2)
     _with_ages(data, split)
-    config = write_config(root / "cfg" / "det.yaml", data, split, trainer="nodule_detector",
-                          model="nodule-detector-lite0", image_size=64, epochs=3, batch_size=4,
+    config = write_config(root / "cfg" / "det.yaml", data, split, trainer="nodule_heatmap",
+                          model="nodule-heatmap-lite0", detector=True, image_size=64, epochs=3,
+                          batch_size=4,
                           crop_cells=4, model_args={"pretrained": False, "head_channels": 8},
                           torch_threads=1, marks={"peaks": 3, "min_distance_mm": 10})
     out = root / "run"
     with pytest.MonkeyPatch.context() as patch:  # synthetic pictures have no lungs to find
-        patch.setattr(model_dir, "bundled_lung_model", lambda: None)
+        patch.setattr(detect_module, "bundled_lung_model", lambda: None)
         patch.setenv("LUNGCAD_CACHE_DIR", str(root / "cache"))  # frozen features: not in ~
         assert main(["experiment", str(config), "--out", str(out), "--bootstrap", "50"]) == 0
         assert main(["experiment", str(config), "--out", str(out), "--final",
@@ -77,9 +78,9 @@ def test_the_summary_has_froc_and_image_aucs_with_and_without_age_and_sex(detect
 
 
 def test_the_final_detector_carries_its_age_sex_model_and_froc_card(detection_run):
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.io import load_image
-    import lungcad.model_dir as model_dir
+    import lungcad.detection.detect as detect_module
 
     data, out = detection_run
     spec = json.loads((out / "final" / "model" / "model.json").read_text())
@@ -92,7 +93,7 @@ def test_the_final_detector_carries_its_age_sex_model_and_froc_card(detection_ru
     model = load_model(out / "final" / "model")
     image = load_image(data / "images" / "case000.png").array
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(model_dir, "bundled_lung_model", lambda: None)
+        patch.setattr(detect_module, "bundled_lung_model", lambda: None)
         young = model.detect(image, age=30, sex="F")
         old = model.detect(image, age="090Y", sex="F")
         missing = model.detect(image)

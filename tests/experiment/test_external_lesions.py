@@ -61,7 +61,7 @@ def _write(root: Path, labels: list[dict], lesions: list[dict]) -> Path:
 
 @pytest.fixture(scope="module")
 def two_sites(tmp_path_factory):
-    import lungcad.model_dir as model_dir
+    import lungcad.detection.detect as detect_module
 
     base = tmp_path_factory.mktemp("sites")
     data = base / "ab"
@@ -83,14 +83,14 @@ def two_sites(tmp_path_factory):
         "manifest_sha256": hashlib.sha256((data / "labels.csv").read_bytes()).hexdigest(),
         "n_folds": 2, "val_fraction": 0.3, "grouping": {"method": "site (the group column)"},
         "groups": {p: p[7] for p in paths}, "folds": folds}))
-    config = write_config(base / "cfg" / "det.yaml", data, split, trainer="nodule_detector",
-                          model="nodule-detector-lite0", task="lesion", image_size=64, epochs=3,
-                          batch_size=4, crop_cells=4,
+    config = write_config(base / "cfg" / "det.yaml", data, split, trainer="nodule_heatmap",
+                          model="nodule-heatmap-lite0", detector=True, task="lesion",
+                          image_size=64, epochs=3, batch_size=4, crop_cells=4,
                           model_args={"pretrained": False, "head_channels": 8},
                           torch_threads=1, marks={"peaks": 3, "min_distance_mm": 8})
     out = base / "run"
     with pytest.MonkeyPatch.context() as patch:  # synthetic pictures have no lungs to find
-        patch.setattr(model_dir, "bundled_lung_model", lambda: None)
+        patch.setattr(detect_module, "bundled_lung_model", lambda: None)
         patch.setenv("LUNGCAD_CACHE_DIR", str(base / "cache"))
         assert main(["experiment", str(config), "--out", str(out), "--bootstrap", "20"]) == 0
         assert main(["experiment", str(config), "--out", str(out), "--final", "--name", "t",

@@ -14,7 +14,7 @@ from experiment_data import make_dataset
 import lungcad.training.linear_probe as linear_probe
 from lungcad.cli import main
 from lungcad.evaluation.thresholds import choose_threshold
-from lungcad.inference import load_model
+from lungcad import load_model
 
 
 def _sklearn_pipeline(n_classes: int):

@@ -13,7 +13,10 @@ def disc_model():
     for 8 epochs on 200 images of SIDE px; about 10 s on one CPU thread."""
     import torch
 
-    from lungcad.model_dir import LungModel, ModelSpec
+    from lungcad.api import Model
+    from lungcad.lung_model import LungModel
+
+    from lungcad.model_dir import ModelSpec
     from lungcad.preprocess import Preprocessing
 
     threads = torch.get_num_threads()
@@ -26,7 +29,7 @@ def disc_model():
         torch.set_num_threads(threads)
     spec = ModelSpec(name="disc-test", architecture="test-disc-cnn", task="synthetic-disc",
                      classes=["no_disc", "disc"], preprocessing=preprocessing)
-    return LungModel(spec, network)
+    return Model(LungModel(spec, network))  # the Python API's model
 
 
 @pytest.fixture(scope="session")

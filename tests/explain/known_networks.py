@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from lungcad.model_dir import LungModel, ModelSpec
+from lungcad.api import Model
+from lungcad.lung_model import LungModel
+
+from lungcad.model_dir import ModelSpec
 from lungcad.preprocess import Preprocessing
 
 SIZE = 64  # model input side
@@ -42,4 +45,4 @@ def region_network(masks: np.ndarray):
 def make_model(masks: np.ndarray, classes: list[str]) -> LungModel:
     spec = ModelSpec(name="region", architecture="test-region-net", task="synthetic",
                      classes=classes, preprocessing=Preprocessing(size=SIZE, mean=0.0, std=1.0))
-    return LungModel(spec, region_network(masks))
+    return Model(LungModel(spec, region_network(masks)))  # the Python API's model

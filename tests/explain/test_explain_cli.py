@@ -132,7 +132,7 @@ def test_argument_errors_are_one_line(tmp_path, capsys):
 
 
 def test_write_heatmaps_api_names_files_uniquely(tmp_path, images):
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     model = load_model(save_random_model(tmp_path / "model", "ct-cnn", ["a", "b"]))
     other = tmp_path / "other"
@@ -292,7 +292,7 @@ def test_predicted_lung_share_is_the_saliency_inside_the_predicted_mask(
         disc_dataset, disc_model_dir, box_lungs_dir):
     from lungcad.explain.dataset import localise_dataset
     from lungcad.explain.localisation import score_localisation
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     labels = pd.read_csv(disc_dataset / "labels.csv").drop(columns=["mask_path"])
     labels.to_csv(disc_dataset / "labels.csv", index=False)

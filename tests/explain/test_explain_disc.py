@@ -108,7 +108,8 @@ def test_registered_ct_cnn_trained_on_discs_points_at_them():
     import torch
 
     from disc_data import train_binary
-    from lungcad.model_dir import LungModel, ModelSpec
+    from lungcad.lung_model import LungModel
+    from lungcad.model_dir import ModelSpec
     from lungcad.models import create_model
     from lungcad.preprocess import Preprocessing
 

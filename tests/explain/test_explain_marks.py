@@ -41,7 +41,7 @@ def test_draw_marks_puts_a_circle_of_the_marks_radius_where_it_is():
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     return load_model(save_detector_dir(tmp_path_factory.mktemp("detector") / "model"))
 
@@ -70,7 +70,7 @@ def test_explain_overlay_of_a_detector_shows_its_marks(detector, tmp_path):
 def test_explain_overlay_of_a_classifier_has_no_marks(tmp_path):
     from lungcad.explain.files import write_heatmap
     from lungcad.explain.saliency import Explainer
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.model_dir import ModelSpec, save_model_dir
     from lungcad.models import create_model
     from lungcad.preprocess import Preprocessing

@@ -18,7 +18,8 @@ from torch import nn
 
 from lungcad.explain import saliency_map
 from lungcad.explain.localisation import global_peak
-from lungcad.model_dir import LungModel, ModelSpec
+from lungcad.lung_model import LungModel
+from lungcad.model_dir import ModelSpec
 from lungcad.preprocess import Preprocessing
 
 SIDE = 256
@@ -60,29 +61,7 @@ def heatmap_network():
     return net.eval()
 
 
-def detector_network():
-    """nodule-detector-lite0 (always flip-averaged): 8 px cells of the image's brightness."""
-    from lungcad.models import create_model
-    from lungcad.models.nodule_detector import LEVEL_CHANNELS, LEVELS
-
-    net = create_model("nodule-detector-lite0", 2, pretrained=False, head_channels=8)
-    net.stem = nn.AvgPool2d(8)
-    blocks, channels = [], 1
-    for k in range(LEVELS[-1] + 1):
-        if k in LEVELS:
-            out = LEVEL_CHANNELS[LEVELS.index(k)]
-            blocks.append(_conv(channels, out))
-            channels = out
-        else:
-            blocks.append(nn.Identity())
-    net.blocks = nn.ModuleList(blocks)
-    _brightness_head(net)
-    with torch.no_grad():
-        net.head[-1].bias.zero_()
-    return net.eval()
-
-
-NETWORKS = {"nodule-heatmap-lite0": heatmap_network, "nodule-detector-lite0": detector_network}
+NETWORKS = {"nodule-heatmap-lite0": heatmap_network}  # the one flip-averaged network
 
 
 def as_model(architecture: str) -> LungModel:
@@ -105,8 +84,7 @@ def test_every_flip_averaged_network_is_tested_here():
 
     for name in NETWORKS:
         assert getattr(create_model(name, 2, pretrained=False, head_channels=8,
-                                    **({"flip_average": True} if "heatmap" in name else {})),
-                       "flip_average") is True
+                                    flip_average=True), "flip_average") is True
     assert getattr(create_model("nodule-heatmap-lite0", 2, pretrained=False, head_channels=8),
                    "flip_average") is False
 

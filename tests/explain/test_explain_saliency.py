@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from lungcad.errors import LungcadError
-from lungcad.explain import Explainer, overlay, png_bytes, saliency_map, saliency_maps
+from lungcad.explain import Explainer, explain, overlay, png_bytes, saliency_map, saliency_maps
 from lungcad.explain.localisation import global_peak
-from lungcad.model_dir import LungModel, ModelSpec
+from lungcad.lung_model import LungModel
+from lungcad.model_dir import ModelSpec
 from lungcad.preprocess import Preprocessing
 
 from known_networks import SIZE, make_model
@@ -240,7 +241,7 @@ def test_one_shot_maps_leave_no_network_copy():
     try:
         for _ in range(3):
             saliency_map(model, image)
-            model.explain(image, method="gradcam++")
+            explain(model, image, method="gradcam++")
             saliency_maps(model, [image, image], method="layercam")
         assert sum(1 for obj in gc.get_objects() if type(obj) is type(network)) == before
     finally:

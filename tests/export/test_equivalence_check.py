@@ -39,7 +39,8 @@ class TracedBranchNetwork(nn.Module):
 
 
 def _model(network):
-    from lungcad.model_dir import LungModel, ModelSpec
+    from lungcad.lung_model import LungModel
+    from lungcad.model_dir import ModelSpec
     from lungcad.preprocess import Preprocessing
 
     spec = ModelSpec(name="odd", architecture="ct-cnn", task="jsrt-malignant",

@@ -66,7 +66,7 @@ def test_single_image_verdict_with_onnx(ct_model_dir, dataset, capsys):
 
 def test_export_torchscript_round_trips(lstm_model_dir, tmp_path, capsys):
     from lungcad.export.torchscript import load_torchscript_model
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     archive = tmp_path / "lstm.pt"
     assert main(["export", str(lstm_model_dir), "--format", "torchscript", "--out",

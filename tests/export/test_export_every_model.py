@@ -16,7 +16,7 @@ ARCHITECTURES = [info.name for info in list_models("classifier")]
 def test_onnx_export_matches_pytorch(architecture, tmp_path):
     import lungcad
     from lungcad.export.onnx_export import export_onnx
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     model = load_model(make_model_dir(tmp_path / "model", architecture))
     report = export_onnx(model, tmp_path / "m.onnx")
@@ -37,7 +37,7 @@ def test_multiclass_lstm_export(architecture, tmp_path):
     """Softmax heads (C logits) export too, and LSTMs with them."""
     import lungcad
     from lungcad.export.onnx_export import export_onnx
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     model = load_model(make_model_dir(tmp_path / "model", architecture, task="jsrt-3class",
                                       classes=("non_nodule", "benign", "malignant"),
@@ -54,7 +54,7 @@ def test_multiclass_lstm_export(architecture, tmp_path):
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_torchscript_export_matches_pytorch(architecture, tmp_path):
     from lungcad.export.torchscript import export_torchscript, load_torchscript_model
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     model = load_model(make_model_dir(tmp_path / "model", architecture))
     report = export_torchscript(model, tmp_path / "m.pt")

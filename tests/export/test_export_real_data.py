@@ -37,7 +37,7 @@ def test_serve_onnx_runtime_matches_torch(ct_model_dir, jsrt_images, tmp_path):
     from fastapi.testclient import TestClient
 
     from lungcad.export.onnx_export import export_onnx
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.serving.app import create_app
     from lungcad.serving.settings import ServeSettings
 

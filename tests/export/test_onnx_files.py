@@ -15,7 +15,7 @@ from lungcad.errors import LungcadError
 @pytest.fixture(scope="module")
 def exported(ct_model_dir, tmp_path_factory):
     from lungcad.export.onnx_export import export_onnx
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     return export_onnx(load_model(ct_model_dir), tmp_path_factory.mktemp("onnx") / "ct.onnx")
 
@@ -98,7 +98,7 @@ def test_missing_file_is_a_lungcad_error(tmp_path):
 
 def test_model_directory_is_exported_on_the_fly_and_cached(ct_model_dir, tmp_path):
     import lungcad
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     first = lungcad.load_model(ct_model_dir, runtime="onnx")
     assert first.path is not None and first.path.parent == tmp_path / "cache" / "onnx"
@@ -114,7 +114,7 @@ def test_model_directory_is_exported_on_the_fly_and_cached(ct_model_dir, tmp_pat
 def test_directory_model_onnx_is_used_and_checked(tmp_path):
     import lungcad
     from lungcad.export.onnx_export import export_onnx
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     directory = make_model_dir(tmp_path / "m", seed=1)
     export_onnx(load_model(directory), directory / "model.onnx")

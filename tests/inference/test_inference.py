@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lungcad.errors import LungcadError
-from lungcad.inference import load_model
+from lungcad import load_model
 from lungcad.model_dir import ModelSpec, save_model_dir
 from lungcad.models import create_model
 from lungcad.preprocess import Preprocessing
@@ -98,9 +98,9 @@ def test_pretrained_base_refuses_foreign_tensors_and_unknown_bases(tmp_path):
 
 def test_one_loader_for_both_runtimes(tmp_path):
     import lungcad
-    import lungcad.inference
+    import lungcad.api
 
-    assert lungcad.load_model is lungcad.inference.load_model
+    assert lungcad.load_model is lungcad.api.load_model  # inference.load_model, with services
     make_model_dir(tmp_path / "m")
     with pytest.raises(LungcadError, match="unknown runtime 'tf'; choose one of torch, onnx"):
         lungcad.load_model(tmp_path / "m", runtime="tf")

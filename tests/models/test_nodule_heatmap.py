@@ -103,7 +103,7 @@ def _synthetic_jsrt(root, n: int = 12):
 
 @pytest.mark.parametrize("tune_blocks", [False, True])
 def test_fit_writes_a_loadable_model_with_a_validation_threshold(tmp_path, tune_blocks: bool):
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.io import load_image
 
     paths = _synthetic_jsrt(tmp_path / "data")

@@ -14,7 +14,7 @@ from predict_data import make_image, make_model_dir
 
 from lungcad.cli import main
 from lungcad.evaluation.predictions import read_predictions
-from lungcad.inference import load_model
+from lungcad import load_model
 
 
 def run_cli(capsys, *argv):

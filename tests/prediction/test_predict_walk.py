@@ -118,7 +118,7 @@ def test_explicit_input_that_cannot_be_entered_is_skipped_with_a_message(model_d
 
 def test_access_lost_after_the_search_is_a_failure_not_a_traceback(model_dir, tmp_path,
                                                                    monkeypatch):
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.prediction import predict_input
 
     good = make_image(tmp_path / "good.png", seed=7)

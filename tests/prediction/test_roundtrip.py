@@ -12,7 +12,8 @@ import pytest
 
 from lungcad.detection.batch import write_findings
 from lungcad.evaluation.predictions import read_predictions
-from lungcad.model_dir import LungModel
+from lungcad.lung_model import LungModel
+from lungcad.model_dir import ModelSpec
 from lungcad.prediction import PredictionInput, prediction_table, write_predictions
 
 THRESHOLD = 0.4841090738773346  # the stored threshold that set off issue 22, as threshold.json had it
@@ -21,6 +22,7 @@ THRESHOLD = 0.4841090738773346  # the stored threshold that set off issue 22, as
 def _model(classes: tuple[str, ...], threshold: float | None):
     """A stand-in with what the decision and the table need (the network plays no part)."""
     spec = SimpleNamespace(name="m", version="1", threshold=threshold, binary=len(classes) == 2)
+    spec.decision_threshold = ModelSpec.decision_threshold.fget(spec)
     model = SimpleNamespace(spec=spec, classes=list(classes))
     model.decide = lambda probs: LungModel.decide(model, probs)
     return model

@@ -54,14 +54,14 @@ def multiclass_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def binary_model(binary_model_dir):
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     return load_model(binary_model_dir)
 
 
 @pytest.fixture(scope="session")
 def multiclass_model(multiclass_model_dir):
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     return load_model(multiclass_model_dir)
 
@@ -83,7 +83,7 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def radiograph_model(tmp_path_factory):
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     return load_model(_save_model(tmp_path_factory.mktemp("radiograph-model"), "test-cxr",
                                   "jsrt-malignant", ["rest", "malignant"], 0.5, seed=2,

@@ -51,7 +51,9 @@ def dark_pixel_segmenter(name: str = "jsrt-lungs"):
     """A LungModel of kind "segmenter" whose network calls every pixel darker than 0.3 lung."""
     import torch
 
-    from lungcad.model_dir import LungModel, ModelSpec
+    from lungcad.api import Model
+    from lungcad.lung_model import LungModel
+    from lungcad.model_dir import ModelSpec
     from lungcad.preprocess import Preprocessing
 
     class DarkPixels(torch.nn.Module):
@@ -61,7 +63,7 @@ def dark_pixel_segmenter(name: str = "jsrt-lungs"):
     spec = ModelSpec(name=name, architecture="lung-unet", task="jsrt-lungs",
                      classes=["background", "lung"], preprocessing=Preprocessing(64, 1, 0.5, 0.25),
                      threshold=0.5, modality="chest radiograph", version="3")
-    return LungModel(spec, DarkPixels())
+    return Model(LungModel(spec, DarkPixels()))  # the Python API's model
 
 
 def serve_in_thread(app, **options):

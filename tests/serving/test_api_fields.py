@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lungcad.domain.check import predict_image
+
 from serving_data import encode, synthetic_image
 from test_api import PREDICT, assert_error, post_image
 
@@ -62,7 +64,7 @@ def test_frame_field_picks_one_frame(client, multiframe_dicom, how):
     expected = {}
     for frame in (0, 3):
         array = load_image(multiframe_dicom, name="cine.dcm", frame=frame).array
-        expected[frame] = client.app.state.served["test-ct-binary"].model.predict(array)
+        expected[frame] = predict_image(client.app.state.served["test-ct-binary"].model, array)
     assert body["probabilities"] == pytest.approx(
         {k: float(v) for k, v in expected[3].probabilities.items()}, abs=1e-6)
 

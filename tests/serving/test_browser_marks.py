@@ -14,7 +14,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def detector_server(tmp_path_factory):
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.serving import ServeSettings, create_app
 
     model = load_model(save_detector_dir(tmp_path_factory.mktemp("detector") / "model"))

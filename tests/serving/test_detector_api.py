@@ -14,7 +14,7 @@ FINDING_KEYS = {"x", "y", "radius_mm", "radius_px", "score", "malignancy"}
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
-    from lungcad.inference import load_model
+    from lungcad import load_model
 
     return load_model(save_detector_dir(tmp_path_factory.mktemp("detector") / "model"))
 
@@ -142,7 +142,7 @@ def test_age_and_sex_fields_give_the_malignancy_with_age_and_sex(tmp_path):
     from fastapi.testclient import TestClient
 
     from detector_testing import CLINICAL
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.serving import ServeSettings, create_app
 
     model = load_model(save_detector_dir(tmp_path / "model", clinical=CLINICAL))

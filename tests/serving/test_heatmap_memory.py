@@ -23,7 +23,7 @@ def hooked_modules(cls) -> int:
 def test_many_heatmap_requests_keep_one_network_copy(binary_model_dir, png_bytes):
     from fastapi.testclient import TestClient
 
-    from lungcad.inference import load_model
+    from lungcad import load_model
     from lungcad.serving import ServeSettings, create_app
 
     model = load_model(binary_model_dir)

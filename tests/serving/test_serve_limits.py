@@ -67,10 +67,10 @@ class GatedModel:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def predict(self, *args, **kwargs):
+    def predict_proba(self, *args, **kwargs):
         self.entered.set()
         assert self.release.wait(120), "the test never released the prediction"
-        return self._model.predict(*args, **kwargs)
+        return self._model.predict_proba(*args, **kwargs)
 
 
 @pytest.fixture()

@@ -56,6 +56,6 @@ def test_ct_finetune_experiment_and_final(tmp_path, monkeypatch):
     assert summary["n_out_of_fold"] == 18
     model = json.loads((out / "final" / "model" / "model.json").read_text())
     assert model["architecture"] == "efficientnet-lite0"
-    cached = list((tmp_path / "cache" / "ct_finetune").rglob("*.npy"))
+    cached = list((tmp_path / "cache" / "ct-finetune-views").rglob("*.npy"))
     assert len(cached) == 18 * 3  # every slice, 3 views, computed once for folds and final
     assert main(["predict", str(out / "final" / "model"), str(data / "images" / "benign_00.png")]) == 0

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 from training_data import make_dataset
 
-from lungcad.inference import load_model
+from lungcad import load_model
 
 
 def test_two_process_ddp_run_on_cpu(tmp_path):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lungcad.cli import main
-from lungcad.inference import load_model
+from lungcad import load_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

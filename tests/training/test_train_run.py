@@ -18,7 +18,7 @@ from lungcad.cli import main
 from lungcad.data.manifest import Manifest
 from lungcad.errors import LungcadError
 from lungcad.evaluation.thresholds import choose_threshold
-from lungcad.inference import load_model
+from lungcad import load_model
 from lungcad.models import create_model, logits_to_probs
 from lungcad.training.checkpoint_io import load_checkpoint_file
 from lungcad.training.data import ImageDataset

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
                       help="part of the fold (default test)")
     data.add_argument("--localisation", action="store_true",
                       help="score maps of the nodule images against the nodule positions")
-    from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
+    from lungcad.jsrt_geometry import JSRT_PIXEL_MM_AT_512
     from lungcad.explain import defaults as loc
 
     data.add_argument("--margin-mm", type=float, default=loc.DEFAULT_MARGIN_MM,

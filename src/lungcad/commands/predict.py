@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.errors import LungcadError
     from lungcad.inference import load_model
     from lungcad.prediction import (check_output, collect_input, model_label, model_task,
-                                    predict_input, verdict_line, write_predictions)
+                                    predict_input, write_predictions)
 
     from lungcad.commands.predict_ray import check_local, run_ray
 
@@ -168,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
 
         check_method(args.heatmap_method)  # before any image is predicted
     model = load_model(args.model, args.runtime)
+    if getattr(model, "kind", "classifier") == "segmenter":
+        raise LungcadError(f"{model.spec.name} is a segmentation model: it draws lung masks, not "
+                           f"class probabilities; use `lungcad segment {args.model} ...`")
     task = model_task(model)
     inp = collect_input(args.inputs, task, split_path=args.split, part=args.part or "test",
                         fold=args.fold)
@@ -188,16 +191,13 @@ def run(args: argparse.Namespace) -> int:
     failed = len(result.failures)
     if verdict:
         if len(result.table):
-            from lungcad.commands.predict_auto import domain_note
-
-            print(verdict_line(Path(result.table["path"][0]).name, result.probabilities[0], model,
-                               domain_note(result, 0)))
+            print(result.prediction(model, 0).line(Path(result.table["path"][0]).name))
             if result.findings is not None:
                 _print_marks(result.table.iloc[0], result.findings)
     elif len(result.table):
         out = args.out or Path("predictions.csv")
         write_predictions(result.table, out)
-        threshold = model.spec.threshold if len(model.classes) == 2 else None
+        threshold = model.spec.decision_threshold
         rule = f", threshold {threshold:.3g}" if threshold is not None else ""
         print(f"wrote {len(result.table)} prediction(s) to {out} (model {model_label(model)}"
               f"{rule})")

@@ -46,7 +46,7 @@ def run_auto(args, report_failure) -> int:
     from lungcad.errors import LungcadError
     from lungcad.inference import load_model
     from lungcad.prediction import (PredictionInput, check_output, file_input, predict_input,
-                                    verdict_line, write_predictions)
+                                    write_predictions)
 
     if (args.split is not None or args.heatmaps is not None or args.frame is not None
             or getattr(args, "dicom_out", None) is not None):
@@ -92,10 +92,8 @@ def run_auto(args, report_failure) -> int:
             table.insert(1, "modality", [g.modality for g in guesses])
             table.insert(2, "modality_source", [g.source for g in guesses])
             tables.append(table)
-            for k, (row, probs) in enumerate(zip(table.itertuples(index=False),
-                                                 result.probabilities)):
-                lines.append(f"{name}: " + verdict_line(Path(row.path).name, probs, model,
-                                                        domain_note(result, k)))
+            for k, path in enumerate(table["path"]):
+                lines.append(f"{name}: " + result.prediction(model, k).line(Path(path).name))
     if verdict:
         for line in lines:
             print(line)
@@ -120,10 +118,3 @@ def run_auto(args, report_failure) -> int:
               "skipped (named above)", file=sys.stderr)
         return 1
     return 0
-
-
-def domain_note(result, position: int) -> str:
-    """The domain check's note on row ``position`` of a :func:`~lungcad.prediction.predict_input`
-    result ("" where the image is in domain or the model has no check)."""
-    notes = result.domain_notes or []
-    return notes[position] if position < len(notes) else ""

@@ -60,10 +60,11 @@ def segment_file(model, path: Path, out: Path, stem: str) -> dict:
                                          summary_text)
     from lungcad.explain.render import png_bytes
     from lungcad.io import load_image
+    from lungcad.segmentation.predict import segment
 
     loaded = load_image(path)
-    result = model.segment(loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
-                           modality=loaded.meta.modality)
+    result = segment(model, loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
+                     modality=loaded.meta.modality)
     (out / f"{stem}{MASK_SUFFIX}").write_bytes(mask_png(result.mask))
     picture = outline_overlay(loaded.array, result.mask, summary_text(result, model.spec.name),
                               min_side=READABLE_SIDE)

@@ -81,15 +81,16 @@ def hash_array(array: np.ndarray) -> ImageHash:
 
 
 def hash_cache_dir() -> Path:
-    from lungcad.data.cache import cache_dir
+    from lungcad.array_cache import cache_root
 
-    return cache_dir() / "image-hashes"
+    return cache_root() / "image-hashes"
 
 
 def _cache_entry(path: Path) -> Path:
-    # Keyed like lungcad.data.cache: the file's identity plus the hash method's version.
-    st = path.stat()
-    ident = {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns,
+    # Keyed like the array cache: the file's identity plus the hash method's version.
+    from lungcad.array_cache import file_identity
+
+    ident = {**file_identity(path),
              "hash": "pixel-sha256+phash", "phash_size": PHASH_SIZE, "version": HASH_VERSION}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
     return hash_cache_dir() / f"{key}.json"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 from lungcad.errors import LungcadError
 
 SPACING_COLUMN = "spacing_mm"

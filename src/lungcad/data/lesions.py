@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import JSRT_COORD_FRAME, jsrt_mm_per_pixel
+from lungcad.jsrt_geometry import JSRT_COORD_FRAME, jsrt_mm_per_pixel
 from lungcad.errors import LungcadError
 
 LESIONS_FILE = "lesions.csv"

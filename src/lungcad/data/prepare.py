@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import JSRT_MATRIX, jsrt_mm_per_pixel
+from lungcad.jsrt_geometry import JSRT_MATRIX, jsrt_mm_per_pixel
 from lungcad.data.manifest import LABELS_FILE, Manifest
 from lungcad.errors import LungcadError
 from lungcad.io import IMAGE_SUFFIXES

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from lungcad.detection.detect import detect
 from lungcad.errors import LungcadError
 from lungcad.findings import FINDINGS_COLUMNS
 
@@ -96,8 +97,8 @@ def detect_arrays(model, arrays: Sequence[np.ndarray], names: Sequence[str], met
     for array, name, meta, position in zip(arrays, names, metas, positions):
         age, sex = log.patient(meta, position)
         try:
-            detection = model.detect(array, meta.pixel_spacing_mm, meta.modality, age=age,
-                                     sex=sex)
+            detection = detect(model, array, meta.pixel_spacing_mm, meta.modality, age=age,
+                               sex=sex)
         except LungcadError as exc:
             failures.append((name, str(exc)))
             out.append(None)

@@ -15,6 +15,8 @@ import numpy as np
 from lungcad.detection.marks import MarkSettings, allowed_cells, marks_from_cells
 from lungcad.errors import LungcadError
 from lungcad.findings import Finding
+from lungcad.io import read_input
+from lungcad.segmentation.predict import bundled_lung_model, segment
 
 ASSUMED_SPACING = ("no pixel spacing known: assumed the JSRT field of view "
                    "(358 mm across the image's width)")
@@ -76,7 +78,7 @@ def detect_image(model, image: np.ndarray, source: str = "image",
     the lung mask of the segmenter ``lungs`` (a LungModel; None: anywhere, with a warning)."""
     import torch
 
-    from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+    from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 
     network = model.network
     if not hasattr(network, "cell_logits"):
@@ -98,7 +100,7 @@ def detect_image(model, image: np.ndarray, source: str = "image",
     if lungs is None:
         warnings.append(NO_LUNG_MODEL)
     else:
-        segmentation = lungs.segment(image, spacing_mm, modality)
+        segmentation = segment(lungs, image, spacing_mm, modality)
         lung_mask = segmentation.mask
         warnings += segmentation.warnings
     allowed = allowed_cells(lung_mask, nodule.shape, mm_per_pixel, settings.lung_margin_mm)
@@ -106,23 +108,31 @@ def detect_image(model, image: np.ndarray, source: str = "image",
     return Detection(findings, nodule, malignant, lung_mask, mm_per_pixel, warnings)
 
 
-def detect_input(model, image, spacing_mm=None, modality: str | None = None,
-                 marks: dict | None = None, age=None, sex=None, lungs=None) -> Detection:
-    """:meth:`LungModel.detect`: ``image`` a path (its DICOM spacing, modality, PatientAge and
-    PatientSex used where not given) or a 2-D array in [0, 1]."""
-    from pathlib import Path
+_BUNDLED_LUNGS = object()  # default of detect(lungs=...): the bundled jsrt-lungs
 
-    source, modality = "image", modality or "unknown"
-    if isinstance(image, (str, Path)):
-        from lungcad.io import load_image
 
-        loaded, source = load_image(image), str(image)
-        image, modality = loaded.array, loaded.meta.modality
-        spacing_mm = spacing_mm or loaded.meta.pixel_spacing_mm
-        age = loaded.meta.patient_age if age is None else age
-        sex = loaded.meta.patient_sex if sex is None else sex
+def detect(model, image, spacing_mm: tuple[float, float] | None = None,
+           modality: str | None = None, marks: dict | None = None, age=None, sex=None,
+           lungs=_BUNDLED_LUNGS) -> Detection:
+    """Nodule marks on one image (a path, or a 2-D array in [0, 1]) by ``model`` (a detector
+    LungModel): a :class:`Detection` whose ``findings`` (iterating it gives them) are
+    :class:`~lungcad.findings.Finding` in the image's own pixel coordinates, strongest first;
+    only inside the lungs of ``lungs`` (a segmenter; default the bundled ``jsrt-lungs`` where it
+    is installed, None for no lung mask). ``spacing_mm`` (row, column) where the image has none
+    of its own (DICOM has); ``marks``: :class:`~lungcad.detection.marks.MarkSettings` fields to
+    change; ``age`` (years, or DICOM ``063Y``) and ``sex`` (M/F) for the malignancy with age and
+    sex (from the DICOM's PatientAge/PatientSex where the image is a DICOM path and they are
+    None)."""
+    if model.kind != "detector":
+        raise LungcadError(f"{model.spec.name} is a {model.kind}: it does not mark nodules; "
+                           "use a detector such as jsrt-nodules")
+    given = read_input(image, modality, spacing_mm)
+    age = given.meta.patient_age if age is None else age
+    sex = given.meta.patient_sex if sex is None else sex
+    if lungs is _BUNDLED_LUNGS:
+        lungs = bundled_lung_model()
     extra = model.spec.detection or {}
     settings = MarkSettings.from_mapping({**dict(extra.get("marks") or {}), **dict(marks or {})})
-    detection = detect_image(model, np.asarray(image, dtype=np.float32), source, spacing_mm,
-                             modality, settings, lungs)
+    detection = detect_image(model, given.array, given.source, given.meta.pixel_spacing_mm,
+                             given.meta.modality, settings, lungs)
     return add_age_sex(detection, extra.get("clinical"), age, sex)

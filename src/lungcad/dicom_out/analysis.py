@@ -160,22 +160,26 @@ def analyse(model, source: DicomSource, *, findings: Sequence | None = None,
     image, modality = loaded.array, loaded.meta.modality
     spacing = dataset_spacing(ds) or loaded.meta.pixel_spacing_mm
     if findings is None and kind == "detector":
-        findings = list(model.detect(image, spacing_mm=spacing, modality=modality))
+        from lungcad.detection.detect import detect
+
+        findings = list(detect(model, image, spacing_mm=spacing, modality=modality))
     spec = model.spec
     result = Analysis(model_name=spec.name, model_version=str(spec.version), kind=kind,
                       probabilities={}, label=None, threshold=None,
                       threshold_rule=getattr(spec, "threshold_rule", ""),
                       in_domain=in_domain, findings=list(findings or []), image=image,
                       pixel_spacing_mm=spacing)
-    if hasattr(model, "predict"):
-        prediction = model.predict(image, modality)
+    if hasattr(model, "predict_proba"):
+        from lungcad.domain.check import predict_image
+
+        prediction = predict_image(model, image, modality)
         result.probabilities = dict(prediction.probabilities)
         result.label, result.threshold = prediction.label, prediction.threshold
         if getattr(prediction, "in_domain", None) is not None and result.in_domain is None:
             result.in_domain = bool(prediction.in_domain)
         if len(model.classes) == 2:
             result.positive_class = model.classes[-1]
-    if heatmap and hasattr(model, "explain"):
+    if heatmap:
         try:
             result.heatmap = _heatmap(model, image, heatmap_method)
         except LungcadError:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-
+from lungcad.domain.check import predict_image
 from lungcad.domain.modality import MODALITIES, NAMES, ModalityGuess, canonical, guess_modality
 from lungcad.errors import LungcadError
+from lungcad.io import read_input
 
 AUTO = "auto"
 
@@ -97,15 +96,11 @@ class AutoModel:
     def predict(self, image, modality: str | None = None) -> AutoPrediction:
         """One image (a path, or a 2-D array in [0, 1] with its ``modality`` where known)
         through every bundled model of its modality."""
-        if isinstance(image, (str, Path)):
-            from lungcad.io import load_image
-
-            loaded = load_image(image)
-            image, modality = loaded.array, loaded.meta.modality
-        image = np.asarray(image, dtype=np.float32)
+        given = read_input(image, modality)
+        image, modality = given.array, given.meta.modality
         guess = guess_modality(image, modality)
         if routed(guess) is None:
             return AutoPrediction(guess)
         tag = modality if canonical(modality) != "unknown" else guess.modality
-        return AutoPrediction(guess, {name: self.model(name).predict(image, tag)
+        return AutoPrediction(guess, {name: predict_image(self.model(name), image, tag)
                                       for name in models_for(guess.modality)})

@@ -23,6 +23,7 @@ get neither check: their ``in_domain`` is None (unknown).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +35,7 @@ from lungcad.domain.modality import guess_modality, refusal
 from lungcad.domain.reference import DOMAIN_FILE, DomainReference
 from lungcad.domain.training_data import IN_TRAINING_NOTE, in_training_data
 from lungcad.errors import LungcadError
+from lungcad.io import read_input
 
 OUT_OF_DOMAIN_TEXT = "outside what this model was trained on"
 
@@ -76,10 +78,21 @@ def load_reference(directory: Path | None, summary: dict | None) -> DomainRefere
     return DomainReference.load(path)
 
 
+_REFERENCES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def reference_of(model) -> DomainReference | None:
+    """``model``'s domain reference (its directory's ``domain.npz``; read once per model), or
+    None where model.json names none."""
+    if model not in _REFERENCES:
+        _REFERENCES[model] = load_reference(model.directory, model.spec.domain)
+    return _REFERENCES[model]
+
+
 def screen(model, images: Sequence[np.ndarray], names: Sequence[str] | None = None,
            tags: Sequence[str | None] | None = None) -> list[Screen]:
     """The check of each image (2-D arrays in [0, 1]) for ``model`` (a LungModel)."""
-    reference = model.domain_reference
+    reference = reference_of(model)
     summary = model.spec.domain or {}
     names = list(names) if names is not None else ["image"] * len(images)
     tags = list(tags) if tags is not None else [None] * len(images)
@@ -109,11 +122,9 @@ def screen_loaded(model, loaded: list[tuple[int, np.ndarray]], names: list[str],
     """The loaded ``(position, image)`` pairs of one batch that ``model`` takes: another
     modality's (CT to a radiograph model, or the reverse) become ``failures`` with the refusal;
     the others' checks go into ``checks`` (by position in the whole input, ``start + i``)."""
-    if not hasattr(model, "screen"):
-        return loaded
     kept = []
     for (i, array), name, check in zip(loaded, names,
-                                       model.screen([a for _, a in loaded], names, modalities)):
+                                       screen(model, [a for _, a in loaded], names, modalities)):
         if check.refused:
             failures.append((name, check.refused))
         else:
@@ -122,13 +133,33 @@ def screen_loaded(model, loaded: list[tuple[int, np.ndarray]], names: list[str],
     return kept
 
 
+def screen_one(model, array: np.ndarray, source: str = "image",
+               modality: str | None = None) -> Screen:
+    """:func:`screen` of one image; a LungcadError where it is of the other modality."""
+    check = screen(model, [array], [source], [modality])[0]
+    if check.refused:
+        raise LungcadError(check.refused)
+    return check
+
+
+def predict_image(model, image, modality: str | None = None):
+    """The screened prediction of one image (a path, or an array as :func:`lungcad.io.load_image`
+    returns, with its ``modality`` where known): an :class:`~lungcad.lung_model.ImagePrediction`.
+    An input of the other modality (CT vs radiograph) is refused with a LungcadError; one unlike
+    the training images is answered with ``in_domain`` False."""
+    given = read_input(image, modality)
+    check = screen_one(model, given.array, given.source, given.meta.modality)
+    probs = model.predict_proba([given.array], sources=[given.source])[0]
+    return model.prediction(probs, check)
+
+
 def add_check_columns(model, table, checks: list[Screen]) -> None:
     """Insert, before ``table``'s ``model`` column, the checks of its rows: ``in_domain`` and
     ``domain_score`` where the model has a domain reference, ``in_training_data`` where its
     directory records its training images."""
     if not len(checks):
         return
-    if getattr(model, "domain_reference", None) is not None:
+    if reference_of(model) is not None:
         table.insert(table.columns.get_loc("model"), "in_domain", [c.in_domain for c in checks])
         table.insert(table.columns.get_loc("model"), "domain_score",
                      [c.score for c in checks])  # unrounded: in_domain follows from it

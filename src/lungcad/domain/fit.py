@@ -87,7 +87,8 @@ def fit_domain(spec: dict, meta: dict, config: dict, quantile: float,
 
 def fit_model_calibration(spec: dict, exp_dir: Path) -> dict:
     """The calibration entry of model.json, fitted on ``exp_dir/oof_predictions.csv`` only."""
-    from lungcad.evaluation.calibration import (CALIBRATION_NOTE, apply_calibration,
+    from lungcad.calibration_map import apply_calibration
+    from lungcad.evaluation.calibration import (CALIBRATION_NOTE,
                                                 calibration_scores, crossfit_calibration,
                                                 fit_calibration)
     from lungcad.evaluation.predictions import read_predictions, validate_predictions

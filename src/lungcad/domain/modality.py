@@ -6,7 +6,7 @@ The classifier is a multinomial logistic regression on the image descriptors
 ``ct`` and ``neither`` (a photograph, a gradient, a blank or noisy picture). It is trained on the
 shared JSRT radiographs **and realistic variants of them** (other windowing, processing, field
 of view, size, JPEG, inversion: :mod:`lungcad.domain.variants`), both shared CT sets, and
-synthetic pictures that are neither; ``benchmarks/modality_classifier.py`` trains it, checks it
+synthetic pictures that are neither; ``studies/modality_classifier.py`` trains it, checks it
 by grouped cross-validation, by holding out each transform family and on inputs it never saw,
 and writes ``modality_classifier.json`` (shipped inside the package; its figures are in that
 file and in docs/results.md). Nothing is downloaded.

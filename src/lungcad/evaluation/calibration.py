@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lungcad.calibration_map import CLIP, apply_calibration, logit, softmax
+
 N_BINS = 10
 BINNING_TEXT = (f"{N_BINS} equal-width bins on [0, 1] ([0, 0.1), [0.1, 0.2), ..., [0.9, 1.0]); "
                 "ECE weights each bin by its share of the cases")
@@ -71,21 +73,9 @@ def ece_noise_floor(probs: np.ndarray, n_simulations: int = 1000, seed: int = 0)
 # never trained on the image). A map is a small dict stored in model.json (``calibration``) and
 # applied by every runtime to the network's probabilities (:func:`apply_calibration`).
 
-_CLIP = 1e-7
 CALIBRATION_NOTE = ("fitted on the pooled out-of-fold predictions of the cross-validation (each "
                     "image predicted by a fold model that never trained on it), never on the "
                     "final model's own training images")
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), _CLIP, 1 - _CLIP)
-    return np.log(p) - np.log1p(-p)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def fit_calibration(probs: np.ndarray, y: np.ndarray) -> dict:
@@ -97,7 +87,7 @@ def fit_calibration(probs: np.ndarray, y: np.ndarray) -> dict:
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y, dtype=int)
     if probs.shape[1] == 2:
-        x = _logit(probs[:, 1])
+        x = logit(probs[:, 1])
 
         def nll(params):
             a, b = params
@@ -112,30 +102,15 @@ def fit_calibration(probs: np.ndarray, y: np.ndarray) -> dict:
     # T = 1.63 doubled the out-of-fold ECE, the Brier optimum T ~ 1.0 kept it).
     from scipy.optimize import minimize_scalar
 
-    logp = np.log(np.clip(probs, _CLIP, 1.0))
+    logp = np.log(np.clip(probs, CLIP, 1.0))
     onehot = np.eye(probs.shape[1])[y]
 
     def brier_t(t):
-        return float(np.mean(((_softmax(logp / t) - onehot) ** 2).sum(axis=1)))
+        return float(np.mean(((softmax(logp / t) - onehot) ** 2).sum(axis=1)))
 
     t = minimize_scalar(brier_t, bounds=(0.05, 20.0), method="bounded").x
     return {"method": "temperature", "temperature": float(t), "objective": "brier",
             "n": int(len(y))}
-
-
-def apply_calibration(probs: np.ndarray, calibration: dict | None) -> np.ndarray:
-    """``probs`` (N, C) through the map (unchanged where ``calibration`` is None)."""
-    if not calibration:
-        return probs
-    p = np.asarray(probs, dtype=np.float64)
-    if calibration["method"] == "platt":
-        q = 1.0 / (1.0 + np.exp(-(calibration["a"] * _logit(p[:, 1]) + calibration["b"])))
-        out = np.stack([1.0 - q, q], axis=1)
-    elif calibration["method"] == "temperature":
-        out = _softmax(np.log(np.clip(p, _CLIP, 1.0)) / calibration["temperature"])
-    else:
-        raise ValueError(f"unknown calibration method {calibration['method']!r}")
-    return out.astype(np.asarray(probs).dtype if np.asarray(probs).dtype.kind == "f" else np.float64)
 
 
 def calibrated_threshold(threshold: float | None, calibration: dict | None) -> float | None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 from lungcad.errors import LungcadError
 from lungcad.evaluation.bootstrap import bootstrap_intervals
 from lungcad.evaluation.froc_inputs import (  # noqa: F401 - the inputs' names, as before

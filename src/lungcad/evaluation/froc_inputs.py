@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import (
+from lungcad.jsrt_geometry import (
     JSRT_COORD_COLUMNS,
     JSRT_COORD_FRAME,
     JSRT_PIXEL_MM_AT_512,

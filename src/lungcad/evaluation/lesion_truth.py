@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 from lungcad.errors import LungcadError
 from lungcad.evaluation.froc_inputs import Truth
 

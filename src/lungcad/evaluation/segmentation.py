@@ -84,18 +84,6 @@ def summarise_segmentation(table: pd.DataFrame, n_bootstrap: int = 2000, seed: i
     return summary
 
 
-def case_picture(image: np.ndarray, predicted: np.ndarray, reference: np.ndarray,
-                 text: str) -> bytes:
-    """The image with the reference outline (green) and the predicted one (red), as PNG."""
-    from lungcad.explain.outline import gray_rgb, outline
-    from lungcad.explain.render import draw_text, png_bytes
-
-    rgb = gray_rgb(image)
-    for mask, colour in ((reference, (0, 220, 0)), (predicted, (255, 40, 40))):
-        rgb[outline(mask, width=2)] = colour
-    return png_bytes(draw_text(rgb, text))
-
-
 def _fmt(value, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) \
         else f"{value:.{digits}f}"

@@ -23,6 +23,7 @@ import numpy as np
 from lungcad.evaluation.calibration import (calibration_scores, crossfit_calibration,
                                             ece_noise_floor)
 from lungcad.evaluation.metrics import roc_auc
+from lungcad.evaluation.thresholds import DEFAULT_THRESHOLD
 
 FLOOR_COLUMN = "ECE if perfectly calibrated: mean [95th percentile]"
 FLOOR_TEXT = ("Binned ECE is biased upwards on small sets: the floor column is the ECE that a "
@@ -69,7 +70,7 @@ def calibration_comparison(preds, n_resamples: int = N_RESAMPLES, seed: int = 0)
 
 def _confidence(preds, threshold: float | None) -> np.ndarray:
     if preds.binary:
-        t = 0.5 if threshold is None else threshold
+        t = DEFAULT_THRESHOLD if threshold is None else threshold
         return np.abs(preds.probs[:, 1] - t)
     return preds.probs.max(axis=1)
 

@@ -26,6 +26,7 @@ from lungcad.errors import LungcadError
 if TYPE_CHECKING:  # pragma: no cover
     from lungcad.evaluation.predictions import Predictions
 
+DEFAULT_THRESHOLD = 0.5  # a binary model's cut where none was decided (the one default)
 RULE_HELP = "youden, f1, sensitivity:<x> with 0 < x <= 1, or a number in [0, 1] such as 0.5"
 
 
@@ -234,8 +235,8 @@ def decide_threshold(validation: ValidationPredictions, rule: str) -> ThresholdC
     try:
         value = choose_threshold(validation.y, validation.probs[:, 1], parsed)
     except LungcadError as exc:
-        return ThresholdChoice(0.5, parsed.text, "none", validation.source, n,
-                               f"0.5 (rule {parsed.text} failed on {validation.source}: {exc})")
+        return ThresholdChoice(DEFAULT_THRESHOLD, parsed.text, "none", validation.source, n,
+                               f"{DEFAULT_THRESHOLD} (rule {parsed.text} failed on {validation.source}: {exc})")
     return ThresholdChoice(float(value), parsed.text, "validation", validation.source, n,
                            f"{parsed.text} on {validation.source} ({n} images)")
 

@@ -16,7 +16,7 @@ from typing import Callable
 import pandas as pd
 
 from lungcad import provenance
-from lungcad.data.jsrt_geometry import JSRT_COORD_COLUMNS
+from lungcad.jsrt_geometry import JSRT_COORD_COLUMNS
 from lungcad.errors import LungcadError
 from lungcad.experiment.config import ExperimentOptions
 from lungcad.experiment.folds import TEST_PREDICTIONS, FoldOutcome, run_fold
@@ -60,10 +60,8 @@ def has_nodule_coordinates(manifest) -> bool:
 
 
 def is_detector_config(config: dict) -> bool:
-    """Whether the config trains a registered detector architecture (its folds mark nodules)."""
-    from lungcad.models import registered_kind
-
-    return registered_kind(str(config.get("model", ""))) == "detector"
+    """Whether the config trains a detector (``detector: true``: its folds mark nodules)."""
+    return bool(config.get("detector"))
 
 
 def fold_localisation(model, view, options: ExperimentOptions) -> dict:

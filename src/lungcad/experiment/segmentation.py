@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from lungcad.errors import LungcadError
@@ -18,7 +19,7 @@ OOF_SEGMENTATION = "oof_segmentation.csv"
 
 def spacing_mm(task, side: int) -> float:
     """Pixel spacing of a task's images at ``side`` px (JSRT geometry for the JSRT tasks)."""
-    from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+    from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 
     if not task.name.startswith("jsrt"):
         raise LungcadError(f"task {task.name}: the pixel spacing of its images is unknown, so "
@@ -32,6 +33,7 @@ def score_test_masks(model, view, fold_dir: Path) -> pd.DataFrame:
     from lungcad.evaluation.segmentation import mask_metrics
     from lungcad.explain.files import output_stems
     from lungcad.explain.outline import mask_png
+    from lungcad.segmentation.predict import segment
     from lungcad.io import load_image
 
     rows = view.manifest.rows_for(list(view.test))
@@ -43,7 +45,7 @@ def score_test_masks(model, view, fold_dir: Path) -> pd.DataFrame:
         if reference.shape != image.shape:
             raise LungcadError(f"{row[view.task.mask_column]}: mask of shape {reference.shape} "
                                f"for an image of shape {image.shape}")
-        result = model.segment(image)
+        result = segment(model, image)
         (fold_dir / "masks" / f"{stem}.png").write_bytes(mask_png(result.mask))
         records.append({"path": row["path"], "fold": view.fold,
                         **mask_metrics(result.mask, reference,
@@ -65,7 +67,7 @@ def summarise_segmentation_experiment(outcomes: Sequence[FoldOutcome], manifest,
                                       seed: int, warnings: list[str]) -> dict:
     """oof_segmentation.csv, report/ (with the worst cases' pictures), summary.json and .md."""
     from lungcad.atomic import atomic_write
-    from lungcad.evaluation.segmentation import (case_picture, summarise_segmentation,
+    from lungcad.evaluation.segmentation import (summarise_segmentation,
                                                  write_segmentation_report)
     from lungcad.io import load_image
     from lungcad.prediction import write_predictions
@@ -130,3 +132,15 @@ def summary_markdown(summary: dict) -> str:
         f"{w['path']} ({fmt(w['dice'])})" for w in summary["worst"]), "",
         "Full report: report/report.html", ""]
     return "\n".join(lines)
+
+
+def case_picture(image: np.ndarray, predicted: np.ndarray, reference: np.ndarray,
+                 text: str) -> bytes:
+    """The image with the reference outline (green) and the predicted one (red), as PNG."""
+    from lungcad.explain.outline import gray_rgb, outline
+    from lungcad.explain.render import draw_text, png_bytes
+
+    rgb = gray_rgb(image)
+    for mask, colour in ((reference, (0, 220, 0)), (predicted, (255, 40, 40))):
+        rgb[outline(mask, width=2)] = colour
+    return png_bytes(draw_text(rgb, text))

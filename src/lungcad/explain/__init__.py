@@ -11,7 +11,7 @@ Torch and MONAI are imported inside the functions that need them.
 
 from lungcad.explain.files import HeatmapFiles, write_heatmap, write_heatmaps
 from lungcad.explain.render import overlay, png_bytes
-from lungcad.explain.saliency import METHODS, Explainer, saliency_map, saliency_maps
+from lungcad.explain.saliency import METHODS, Explainer, explain, saliency_map, saliency_maps
 
-__all__ = ["METHODS", "Explainer", "HeatmapFiles", "overlay", "png_bytes", "saliency_map",
+__all__ = ["METHODS", "Explainer", "HeatmapFiles", "explain", "overlay", "png_bytes", "saliency_map",
            "saliency_maps", "write_heatmap", "write_heatmaps"]

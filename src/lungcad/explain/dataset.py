@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import JSRT_COORD_COLUMNS, JSRT_COORD_FRAME, JSRT_PIXEL_MM_AT_512
+from lungcad.jsrt_geometry import JSRT_COORD_COLUMNS, JSRT_COORD_FRAME, JSRT_PIXEL_MM_AT_512
 from lungcad.errors import LungcadError
 from lungcad.explain import localisation as loc
 from lungcad.explain.saliency import Explainer
+from lungcad.segmentation.predict import segment
 from lungcad.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from lungcad.data.manifest import Manifest
-    from lungcad.model_dir import LungModel
+    from lungcad.lung_model import LungModel
 
 LOCALISATION_FORMAT = "lungcad-localisation/1"
 
@@ -185,15 +186,16 @@ def predicted_lung_masks(lung_mask_model, rows: pd.DataFrame, images: dict[str, 
         return {}, {"model": name, "predicted": 0, "implausible": []}
     segmenter = lung_mask_model
     if isinstance(lung_mask_model, (str, Path)):
-        from lungcad.inference import load_model
+        from lungcad.lung_model import read_model_dir
+        from lungcad.model_dir import resolve_model_dir
 
-        segmenter = load_model(lung_mask_model)
+        segmenter = read_model_dir(resolve_model_dir(lung_mask_model))
     if getattr(segmenter, "kind", "classifier") != "segmenter":
         raise LungcadError(f"the lung-mask model {segmenter.spec.name} is a classifier; give a "
                            "segmentation model such as jsrt-lungs")
     masks, implausible = {}, []
     for path in needed:
-        segmentation = segmenter.segment(images[path])
+        segmentation = segment(segmenter, images[path])
         if segmentation.plausible:
             masks[path] = loc.load_mask_array(segmentation.mask, frame)
         else:

@@ -14,6 +14,8 @@ import numpy as np
 
 from lungcad.disclaimer import SHORT_DISCLAIMER
 from lungcad.errors import LungcadError
+from lungcad.detection.detect import detect
+from lungcad.domain.check import predict_image
 from lungcad.explain.render import draw_text, overlay, png_bytes
 from lungcad.explain.saliency import Explainer
 
@@ -94,7 +96,7 @@ def write_heatmap(explainer: Explainer, image_path: str | Path, out_dir: str | P
     image_path = Path(image_path)
     loaded = load_image(image_path)
     array = loaded.array
-    prediction = explainer.model.predict(array)
+    prediction = predict_image(explainer.model, array)
     heat = explainer.maps([array], target_class, sources=[str(image_path)])[0]
     target = heat_target(explainer, prediction, target_class)
     out = Path(out_dir)
@@ -124,7 +126,7 @@ def detector_marks(model, loaded):
     or a detector without its PyTorch network)."""
     if getattr(model, "kind", None) != "detector" or not hasattr(model.network, "cell_logits"):
         return None
-    return model.detect(loaded.array, loaded.meta.pixel_spacing_mm, loaded.meta.modality)
+    return detect(model, loaded.array, loaded.meta.pixel_spacing_mm, loaded.meta.modality)
 
 
 def write_heatmaps(model, image_paths: Sequence[str | Path], out_dir: str | Path,

@@ -30,7 +30,7 @@ import pandas as pd
 
 from lungcad.errors import LungcadError
 
-from lungcad.data.jsrt_geometry import (JSRT_COORD_COLUMNS, JSRT_COORD_FRAME,
+from lungcad.jsrt_geometry import (JSRT_COORD_COLUMNS, JSRT_COORD_FRAME,
                                         JSRT_PIXEL_MM_AT_512)
 from lungcad.explain.defaults import DEFAULT_MARGIN_MM, DEFAULT_PEAK_DISTANCE_MM, TOP_K
 from lungcad.segmentation import LUNG_MODEL

@@ -1,11 +1,10 @@
 """Grad-CAM hooks for networks that average the image with its mirror image (flip averaging).
 
-A flip-averaged network (``nodule-heatmap-lite0`` with ``flip_average=True``,
-``nodule-detector-lite0``) reads the image and its mirror image (``x.flip(-1)``) and averages the
-two cell maps after flipping the second back, so its saliency target layer may run more than
+A flip-averaged network (``nodule-heatmap-lite0`` with ``flip_average=True``) reads the image
+and its mirror image (``x.flip(-1)``) and averages the two cell maps after flipping the second back, so its saliency target layer may run more than
 once per forward, some runs on the mirror image. MONAI's ``ModelWithHooks`` keeps one activation
 and one gradient per layer, the last run's: for ``nodule-heatmap-lite0`` the mirrored pass, so
-the jsrt-nodules heatmap came out mirrored left to right (issue 23).
+the jsrt-nodules heatmap came out mirrored left to right.
 
 Such a network says, per run of a layer, whether the run's output is mirrored:
 ``network.mirror_passes(layer) -> tuple[bool, ...]``. :class:`MirrorAwareHooks` keeps every run's

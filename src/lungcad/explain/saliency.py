@@ -27,8 +27,7 @@ tensors the hooks kept (their autograd graph points back at the hooks, and so at
 through PyTorch's C++ graph that the garbage collector cannot see), and :meth:`Explainer.close`
 (or a ``with`` block, as :func:`saliency_map` uses) frees the copy at once.
 
-The model is taken duck-typed (``spec``, ``classes``, ``network``, ``prepare``), so this module
-imports nothing of :mod:`lungcad.model_dir`.
+The model is taken duck-typed (``spec``, ``classes``, ``network``, ``prepare``).
 """
 
 from __future__ import annotations
@@ -56,6 +55,9 @@ CAM_METHODS = ("gradcam", "gradcam++", "layercam")
 # Occlusion patch: an eighth of the model's input side, moved by half a patch.
 OCCLUSION_FRACTION = 8
 OCCLUSION_OVERLAP = 0.5
+
+NEEDS_TORCH = ("saliency maps need the PyTorch network; load the model with the torch "
+               "runtime (lungcad.load_model / --runtime torch)")
 
 
 def check_method(method: str) -> str:
@@ -162,6 +164,8 @@ class Explainer:
                  target_layer: str | None = None, occlusion_patch: int | None = None) -> None:
         import torch
 
+        if getattr(model, "network", None) is None:  # ONNX Runtime: no gradients
+            raise LungcadError(NEEDS_TORCH)
         self.model = model
         self.method = check_method(method)
         self.classes = list(model.classes)
@@ -386,3 +390,11 @@ def saliency_maps(model, images: Sequence[np.ndarray], method: str = "gradcam",
     """:func:`saliency_map` for many images, sharing one network copy and batching the passes."""
     with Explainer(model, method, target_layer) as explainer:
         return explainer.maps(list(images), target_class, batch_size)
+
+
+def explain(model, image, method: str = "gradcam", target_class: str | None = None) -> np.ndarray:
+    """Saliency map of one image (a path, or an array as ``load_image`` returns) by ``model`` (a
+    LungModel on PyTorch): 2-D float32 in [0, 1] at the image's shape (:func:`saliency_map`)."""
+    from lungcad.io import read_input
+
+    return saliency_map(model, read_input(image).array, method, target_class)

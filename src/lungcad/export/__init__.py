@@ -6,7 +6,7 @@
   model.json (plus an ``export`` block) is written beside it as ``FILE.json``.
 - :func:`~lungcad.export.torchscript.export_torchscript`: the same as a TorchScript archive, the
   metadata in its ``_extra_files``.
-- :mod:`~lungcad.export.onnx_runtime`: a :class:`~lungcad.model_dir.LungModel` whose forward
+- :mod:`~lungcad.export.onnx_runtime`: a :class:`~lungcad.lung_model.LungModel` whose forward
   pass runs on ONNX Runtime (CPUExecutionProvider); preprocessing and decision are LungModel's
   own. Load one with ``lungcad.load_model(name_or_path, runtime="onnx")``.
 

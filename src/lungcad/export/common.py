@@ -14,7 +14,8 @@ from lungcad.errors import LungcadError
 from lungcad.export import DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lungcad.model_dir import LungModel, ModelSpec
+    from lungcad.lung_model import LungModel
+    from lungcad.model_dir import ModelSpec
 
 EXPORT_FORMAT = "lungcad-export/1"
 CHECK_BATCH_SIZES = (1, 3)
@@ -110,11 +111,12 @@ def compare_probabilities(reference: Callable[[np.ndarray], np.ndarray],
 def weights_sha256(model: "LungModel") -> str | None:
     """sha256 of the model directory's weights.pt (None for a model not loaded from one)."""
     from lungcad.hashing import file_sha256
-    from lungcad.model_dir import WEIGHTS_FILE
+    from lungcad.model_dir import weights_path
 
-    if model.directory is None or not (model.directory / WEIGHTS_FILE).is_file():
+    if model.directory is None:
         return None
-    return file_sha256(model.directory / WEIGHTS_FILE)
+    weights = weights_path(model.directory, model.spec)
+    return file_sha256(weights) if weights.is_file() else None
 
 
 def export_block(model: "LungModel", fmt: str, **details) -> dict:

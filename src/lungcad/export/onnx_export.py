@@ -88,7 +88,7 @@ def onnx_session(data: bytes | str | Path, threads: int | None = None):
 
 def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET,
                 tolerance: float = DEFAULT_TOLERANCE) -> ExportReport:
-    """Export ``model`` (a :class:`~lungcad.model_dir.LungModel`) to ``out`` and ``out.json``.
+    """Export ``model`` (a :class:`~lungcad.lung_model.LungModel`) to ``out`` and ``out.json``.
 
     Nothing is written unless ONNX Runtime's probabilities match PyTorch's within ``tolerance``
     at batch sizes 1 and 3 (a LungcadError says by how much they differ otherwise).

@@ -1,6 +1,6 @@
 """A lungcad model whose forward pass runs on ONNX Runtime (CPUExecutionProvider).
 
-:class:`OnnxLungModel` is a :class:`~lungcad.model_dir.LungModel`: preprocessing
+:class:`OnnxLungModel` is a :class:`~lungcad.lung_model.LungModel`: preprocessing
 (``prepare``), batching (``predict_proba``), the decision rule (``decide``) and ``predict`` are
 LungModel's own; only ``predict_batch`` differs. It has no PyTorch network (``network`` is None),
 so saliency maps need the torch runtime.
@@ -30,7 +30,8 @@ import numpy as np
 from lungcad.errors import LungcadError
 from lungcad.export.common import CARD_KEY, EXPORT_KEY, INPUT_NAME, MODEL_JSON_KEY, OUTPUT_NAME
 from lungcad.hashing import file_sha256
-from lungcad.model_dir import SPEC_FILE, WEIGHTS_FILE, LungModel, ModelSpec, read_model_dir
+from lungcad.lung_model import LungModel, read_model_dir
+from lungcad.model_dir import SPEC_FILE, ModelSpec, read_spec, weights_path
 
 DIRECTORY_ONNX_FILE = "model.onnx"
 
@@ -58,10 +59,6 @@ class OnnxLungModel(LungModel):
         """Probabilities (N, C) for preprocessed inputs (N, channels, size, size)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-
-    def explain(self, image, method: str = "gradcam", target_class: str | None = None):
-        raise LungcadError("saliency maps need the PyTorch network; load the model with the "
-                           "torch runtime (lungcad.load_model / --runtime torch)")
 
 
 def _check_session_fits(session, spec: ModelSpec, path: Path | None) -> None:
@@ -113,16 +110,17 @@ def read_onnx_file(path: str | Path, threads: int | None = None,
 
 
 def onnx_cache_dir() -> Path:
-    root = os.environ.get("LUNGCAD_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "lungcad") / "onnx"
+    from lungcad.array_cache import cache_root
+
+    return cache_root() / "onnx"
 
 
 def _cache_key(directory: Path, opset: int) -> str:
     import torch
 
     digest = hashlib.sha256()
-    for name in (SPEC_FILE, WEIGHTS_FILE):
-        digest.update((directory / name).read_bytes())
+    digest.update((directory / SPEC_FILE).read_bytes())
+    digest.update(weights_path(directory, read_spec(directory)).read_bytes())
     digest.update(f"opset={opset} torch={torch.__version__}".encode())
     return digest.hexdigest()[:32]
 
@@ -131,13 +129,9 @@ def _directory_onnx(directory: Path, threads: int | None) -> OnnxLungModel:
     """The directory's own model.onnx, refused if it no longer matches the directory."""
     onnx_file = directory / DIRECTORY_ONNX_FILE
     model = read_onnx_file(onnx_file, threads, directory)
-    try:
-        on_disk = ModelSpec.from_dict(json.loads((directory / SPEC_FILE).read_text()),
-                                      str(directory / SPEC_FILE))
-    except json.JSONDecodeError as exc:
-        raise LungcadError(f"{directory / SPEC_FILE}: not valid JSON ({exc})") from None
+    on_disk = read_spec(directory)
     recorded = model.export_info.get("weights_sha256")
-    weights = directory / WEIGHTS_FILE
+    weights = weights_path(directory, on_disk)
     current = file_sha256(weights) if weights.is_file() else None
     if _comparable(on_disk) != _comparable(model.spec) or (current and recorded != current):
         raise LungcadError(f"{onnx_file} was exported from another version of this model (its "

@@ -24,7 +24,8 @@ from lungcad.export.common import (CARD_KEY, CHECK_BATCH_SIZES, DEFAULT_TOLERANC
                                    MODEL_JSON_KEY, TRACE_BATCH_SIZE, ExportReport, check_inputs,
                                    check_output_path, compare_probabilities, export_block,
                                    probability_network, write_sidecar)
-from lungcad.model_dir import LungModel, ModelSpec
+from lungcad.lung_model import LungModel
+from lungcad.model_dir import ModelSpec
 
 
 class TorchScriptLungModel(LungModel):

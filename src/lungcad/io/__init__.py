@@ -5,8 +5,9 @@ dense: bone is bright on a radiograph, as on a film viewer) scaled to [0, 1], pl
 """
 
 from lungcad.io.base import ImageMeta, ImageReadWarning, LoadedImage
-from lungcad.io.dispatch import IMAGE_SUFFIXES, SUPPORTED, load_image, sniff_format
+from lungcad.io.dispatch import (IMAGE_SUFFIXES, SUPPORTED, ModelInput, load_image, read_input,
+                                 sniff_format)
 from lungcad.io.jsrt import jsrt_raw_bytes, write_jsrt_raw
 
-__all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "ImageMeta", "ImageReadWarning", "LoadedImage", "jsrt_raw_bytes",
-           "load_image", "sniff_format", "write_jsrt_raw"]
+__all__ = ["IMAGE_SUFFIXES", "SUPPORTED", "ImageMeta", "ImageReadWarning", "LoadedImage", "ModelInput",
+           "jsrt_raw_bytes", "load_image", "read_input", "sniff_format", "write_jsrt_raw"]

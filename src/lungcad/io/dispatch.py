@@ -3,10 +3,13 @@ headerless JSRT raw format."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from lungcad.errors import LungcadError
-from lungcad.io.base import LoadedImage, error_detail, without_internals
+from lungcad.io.base import ImageMeta, LoadedImage, error_detail, without_internals
 from lungcad.io.itk import is_metaimage, is_nifti
 from lungcad.io.jsrt import JSRT_BYTES
 from lungcad.io.source import extension_of, read_head, read_source
@@ -161,3 +164,34 @@ def _read(data: bytes, fmt: str, label: str, *, frame, window, hu, max_pixels,
 def _only_frame_zero(frame: int | None, label: str) -> None:
     if frame not in (None, 0):
         raise LungcadError(f"{label} holds a single frame; frame={frame} is out of range")
+
+
+@dataclass
+class ModelInput:
+    """One image given to a model (:func:`read_input`): the array in [0, 1], its metadata, and
+    the name to show for it (the path, or ``"image"``)."""
+
+    array: np.ndarray
+    meta: ImageMeta
+    source: str
+
+
+def read_input(image, modality: str | None = None,
+               spacing_mm: tuple[float, float] | None = None) -> ModelInput:
+    """The one input step of every model service (predict, detect, segment, explain), like
+    MONAI's ``LoadImage``: a path is read with :func:`load_image` (its own modality, else
+    ``modality``; ``spacing_mm``, else its own pixel spacing); an array (2-D, in [0, 1], as
+    ``load_image`` returns) is taken as it is, with ``modality`` and ``spacing_mm`` as its
+    metadata where known."""
+    if isinstance(image, (str, Path)):
+        loaded = load_image(image)
+        meta = loaded.meta
+        if modality is not None and meta.modality == "unknown":
+            meta.modality = modality
+        if spacing_mm is not None:
+            meta.pixel_spacing_mm = spacing_mm
+        return ModelInput(loaded.array, meta, str(image))
+    array = np.asarray(image, dtype=np.float32)
+    meta = ImageMeta(format="array", original_shape=tuple(array.shape), bit_depth=32,
+                     modality=modality or "unknown", pixel_spacing_mm=spacing_mm)
+    return ModelInput(array, meta, "image")

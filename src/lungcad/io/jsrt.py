@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lungcad.atomic import atomic_write
-from lungcad.data.jsrt_geometry import JSRT_MATRIX, JSRT_PIXEL_SPACING_MM
+from lungcad.jsrt_geometry import JSRT_MATRIX, JSRT_PIXEL_SPACING_MM
 from lungcad.errors import LungcadError
 from lungcad.io.base import ImageMeta, LoadedImage, finish
 

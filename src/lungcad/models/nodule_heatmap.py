@@ -178,16 +178,10 @@ class NoduleHeatmapLite0(nn.Module):
 
 
 @register_model(
-    "nodule-heatmap-detector-lite0", input_size=512, in_channels=1, target_layer="head.3",
-    kind="detector",
-    description="nodule-heatmap-lite0 as a detector: the same network, whose 16 px nodule map "
-                "is also turned into marks inside the lungs (lungcad.detection)",
-    mean=LITE_MEAN, std=LITE_STD, size_multiple=32,
-    defaults={"pretrained": True, "output": "nodule"})
-@register_model(
     "nodule-heatmap-lite0", input_size=512, in_channels=1, target_layer="head.3",
     description="EfficientNet-Lite0 (ImageNet, blocks to stride 16) dense nodule heatmap; "
-                "image logit = max over 16 px cells (trained with nodule positions)",
+                "image logit = max over 16 px cells (trained with nodule positions); a model "
+                "directory with `detection` also marks nodules with it (lungcad.detection)",
     mean=LITE_MEAN, std=LITE_STD, size_multiple=32,
     defaults={"pretrained": True, "output": "nodule"})
 def nodule_heatmap_lite0(num_outputs: int = 1, in_channels: int = 1,

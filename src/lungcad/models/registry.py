@@ -24,8 +24,8 @@ class ModelInfo:
     std: float = 0.25
     size_multiple: int = 32   # input sides must be divisible by this
     defaults: dict = field(default_factory=dict)
-    kind: str = "classifier"  # or "segmenter": logits (N, 1, H, W), one per pixel; or
-    #                           "detector": a binary classifier with cell maps (``cell_logits``)
+    kind: str = "classifier"  # or "segmenter": logits (N, 1, H, W), one per pixel (a
+    #                           detector is a model directory's role: model.json "detection")
 
 
 _REGISTRY: dict[str, ModelInfo] = {}

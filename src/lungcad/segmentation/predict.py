@@ -3,11 +3,12 @@ probability map resized back to the image, then cleaned, checked and measured.""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from lungcad.segmentation.masks import (clean_lung_mask, lung_measures,
+from lungcad.segmentation.masks import (LUNG_MODEL, clean_lung_mask, lung_measures,
                                         plausibility_problems)
 
 NOT_LUNGS = ("no plausible pair of lungs found ({problems}); is this a frontal chest "
@@ -75,3 +76,35 @@ def segment_image(network, preprocessing, image: np.ndarray, source: str = "imag
         result.in_domain, result.domain_score = check.in_domain, check.score
         result.domain_note = check.note("mask")
     return result
+
+
+def segment(model, image, spacing_mm: tuple[float, float] | None = None,
+            modality: str | None = None) -> LungSegmentation:
+    """The lung mask of one image (a path, or a 2-D array in [0, 1]) by ``model`` (a segmenter
+    LungModel), at the image's size: a :class:`LungSegmentation` with per-side area and height
+    (in mm where the pixel spacing is known: from DICOM, or ``spacing_mm`` (row, column)), and a
+    warning where no plausible pair of lungs is found or the image is of another modality (CT;
+    from DICOM, or ``modality`` for an array read by ``load_image``)."""
+    from lungcad.domain.check import screen
+    from lungcad.errors import LungcadError
+    from lungcad.io import read_input
+
+    if model.kind != "segmenter":
+        raise LungcadError(f"{model.spec.name} is a classifier: it gives class probabilities "
+                           "(predict), not a mask; segment with a segmentation model such "
+                           "as jsrt-lungs")
+    given = read_input(image, modality, spacing_mm)
+    check = screen(model, [given.array], [given.source], [given.meta.modality])[0]
+    return segment_image(model.network, model.spec.preprocessing, given.array, given.source,
+                         given.meta.pixel_spacing_mm, given.meta.modality, check)
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_lung_model():
+    """The bundled lung segmenter (a LungModel, loaded once), None where it is not installed:
+    detectors mark only inside its lung mask."""
+    from lungcad.lung_model import read_model_dir
+    from lungcad.model_dir import BUNDLED_DIR, SPEC_FILE
+
+    directory = BUNDLED_DIR / LUNG_MODEL
+    return read_model_dir(directory) if (directory / SPEC_FILE).is_file() else None

@@ -48,7 +48,7 @@ log = logging.getLogger("lungcad.serving")
 
 
 def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> FastAPI:
-    """The web app serving ``models``: loaded :class:`~lungcad.model_dir.LungModel` objects, or
+    """The web app serving ``models``: loaded :class:`~lungcad.lung_model.LungModel` objects, or
     names/paths loaded here with ``settings.runtime``. The first model is the default."""
     settings = settings or ServeSettings()
     loaded = [load_model(m, runtime_for(m, settings.runtime), settings.threads)

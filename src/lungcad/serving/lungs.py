@@ -28,8 +28,10 @@ def lungs_model_id(served: Mapping[str, object]) -> str | None:
 def segment_loaded(served, loaded):
     """The :class:`~lungcad.segmentation.predict.LungSegmentation` of a decoded upload (its
     pixel spacing and modality from the file: a CT slice gets a warning)."""
-    return served.model.segment(loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
-                                modality=loaded.meta.modality)
+    from lungcad.segmentation.predict import segment
+
+    return segment(served.model, loaded.array, spacing_mm=loaded.meta.pixel_spacing_mm,
+                   modality=loaded.meta.modality)
 
 
 def _plain_measures(measures: dict) -> dict:

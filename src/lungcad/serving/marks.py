@@ -42,13 +42,15 @@ def detect_once(model, loaded, age=None, sex=None):
     modality is refused), then the cell maps, the marks, and the image-level probabilities (the
     strongest cell, through the model's calibration)."""
     from lungcad.detection.batch import image_probabilities
+    from lungcad.detection.detect import detect
+    from lungcad.domain.check import screen_one
 
     array, meta = loaded.array, loaded.meta
     modality = getattr(meta, "modality", None)
-    check = model.screen_one(array, "uploaded image", modality)
-    detection = model.detect(array, getattr(meta, "pixel_spacing_mm", None), modality,
-                             age=getattr(meta, "patient_age", None) if age is None else age,
-                             sex=getattr(meta, "patient_sex", None) if sex is None else sex)
+    check = screen_one(model, array, "uploaded image", modality)
+    detection = detect(model, array, getattr(meta, "pixel_spacing_mm", None), modality,
+                       age=getattr(meta, "patient_age", None) if age is None else age,
+                       sex=getattr(meta, "patient_sex", None) if sex is None else sex)
     probs = image_probabilities(detection, getattr(model.network, "output", "nodule"))
     prediction = model.prediction(model.calibrate(probs[None])[0], check)
     return prediction, detection

@@ -110,9 +110,7 @@ class ServedModel:
     def effective_threshold(self) -> float | None:
         """The probability of the positive class at or above which the verdict is positive
         (binary models; None for multi-class, which takes the most probable class)."""
-        if len(self.spec.classes) != 2:
-            return None
-        return 0.5 if self.spec.threshold is None else float(self.spec.threshold)
+        return self.spec.decision_threshold
 
     @property
     def kind(self) -> str:
@@ -189,7 +187,9 @@ def predict_payload(served: ServedModel, loaded, prediction=None) -> dict:
     made (a detector's, from the pass that also marked the image)."""
     try:
         if prediction is None:
-            prediction = served.model.predict(loaded.array, loaded.meta.modality)
+            from lungcad.domain.check import predict_image
+
+            prediction = predict_image(served.model, loaded.array, loaded.meta.modality)
     except LungcadError as error:  # unusable, or another modality's image (refused)
         raise ApiError(422, str(error)) from None
     probabilities = {c: float(p) for c, p in prediction.probabilities.items()}

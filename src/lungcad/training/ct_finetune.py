@@ -27,15 +27,13 @@ end to end instead (``benchmarks/gpu_suite.sh``).
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import os
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from lungcad.array_cache import ArrayCache, file_identity
 from lungcad.errors import LungcadError
 from lungcad.training.registry import TrainedFold, register_trainer
 
@@ -118,16 +116,15 @@ def tail_forward(backbone, x, cut: int):
     return backbone._fc(backbone._dropout(x))
 
 
-def _cache_file(image: Path, preprocessing, cut: int, view: int) -> Path:
-    from lungcad.data.cache import cache_key
+VIEWS = ArrayCache("ct-finetune-views", version=1)
+
+
+def _cache_file(image: Path, preprocessing, cut: int, view: int) -> str:
+    """The array cache's key of one view's frozen-part output."""
     from lungcad.models.efficientnet_lite import LITE0_WEIGHTS_SHA256
 
-    ident = {"image": cache_key(image, preprocessing.size), "pre": preprocessing.to_dict(),
-             "weights": LITE0_WEIGHTS_SHA256, "cut": cut, "view": view, "v": "ct_finetune/1"}
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    root = os.environ.get("LUNGCAD_CACHE_DIR")
-    cache = Path(root) if root else Path.home() / ".cache" / "lungcad"
-    return cache / "ct_finetune" / digest[:2] / f"{digest}.npy"
+    return VIEWS.key(image=file_identity(image), pre=preprocessing.to_dict(),
+                     weights=LITE0_WEIGHTS_SHA256, cut=cut, view=view)
 
 
 def cached_views(network, manifest, paths: Sequence[str], preprocessing, cut: int,
@@ -135,7 +132,6 @@ def cached_views(network, manifest, paths: Sequence[str], preprocessing, cut: in
     """Frozen-part outputs (N, V, C, H, W) float16 of every slice's views (cached)."""
     import torch
 
-    from lungcad.atomic import atomic_write
     from lungcad.io import load_image
 
     mean, std = float(preprocessing.mean), float(preprocessing.std)
@@ -143,12 +139,12 @@ def cached_views(network, manifest, paths: Sequence[str], preprocessing, cut: in
     for p in dict.fromkeys(paths):
         files = [_cache_file(manifest.image_path(p), preprocessing, cut, v) for v in range(n_views)]
         for f in files:
-            if str(f) not in _MEMO:
-                try:
-                    _MEMO[str(f)] = np.load(f)
-                except (OSError, ValueError, EOFError):
+            if str(VIEWS.path(f)) not in _MEMO:  # memo by entry path: one per cache root
+                cached = VIEWS.get(f)
+                if cached is None:
                     todo.append(p)
                     break
+                _MEMO[str(VIEWS.path(f))] = cached
     if todo:
         log(f"ct_finetune: frozen blocks 0-{cut - 1} of {len(todo)} slice(s) x {n_views} views")
     network.eval()
@@ -160,11 +156,10 @@ def cached_views(network, manifest, paths: Sequence[str], preprocessing, cut: in
             out = frozen_forward(network.backbone, torch.from_numpy(views), cut).numpy()
             for v in range(n_views):
                 f = _cache_file(manifest.image_path(p), preprocessing, cut, v)
-                _MEMO[str(f)] = out[v].astype(np.float16)
-                buffer = io.BytesIO()
-                np.save(buffer, _MEMO[str(f)])
-                atomic_write(f, buffer.getvalue(), durable=False)
-    return np.stack([[_MEMO[str(_cache_file(manifest.image_path(p), preprocessing, cut, v))]
+                _MEMO[str(VIEWS.path(f))] = out[v].astype(np.float16)
+                VIEWS.put(f, _MEMO[str(VIEWS.path(f))])
+    return np.stack([[_MEMO[str(VIEWS.path(_cache_file(manifest.image_path(p), preprocessing,
+                                                        cut, v)))]
                       for v in range(n_views)] for p in paths])
 
 

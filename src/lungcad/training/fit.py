@@ -135,7 +135,7 @@ def is_trained(out_dir: Path) -> bool:
 
 def predict_part(network, spec, view, part: str, batch_size: int = 16) -> np.ndarray:
     """Probabilities (N, C) of a fold's part, by the network as prediction would run it."""
-    from lungcad.model_dir import LungModel
+    from lungcad.lung_model import LungModel
     from lungcad.io import load_image
 
     model = LungModel(spec, network)
@@ -180,7 +180,9 @@ def validation_metrics(y: np.ndarray, probs: np.ndarray, threshold: float | None
     except ValueError:  # one class only in validation: AUROC undefined
         metrics["val_auroc"] = None
     if binary:
-        t = 0.5 if threshold is None else threshold
+        from lungcad.evaluation.thresholds import DEFAULT_THRESHOLD
+
+        t = DEFAULT_THRESHOLD if threshold is None else threshold
         metrics["val_accuracy_at_threshold"] = float(((probs[:, 1] >= t).astype(int) == y).mean())
     metrics["val_accuracy_argmax"] = float((probs.argmax(1) == y).mean())
     return metrics

@@ -10,7 +10,7 @@ cell holding a lesion's centre always is. ``malignant`` is 1 on the lesion cells
 labelled malignant (or of a lesion whose ``malignant`` column is 1).
 
 Lesions derived from JSRT columns (no lesions.csv) keep the JSRT rule of
-:func:`lungcad.training.nodule_heatmap.cell_targets`, bit for bit.
+:func:`cell_targets`, bit for bit.
 """
 
 from __future__ import annotations
@@ -18,6 +18,41 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
+
+from lungcad.errors import LungcadError
+from lungcad.jsrt_geometry import JSRT_PIXEL_MM_AT_512
+
+REQUIRED_COLUMNS = ("label", "x_512", "y_512", "size_mm")
+
+
+def cell_targets(rows: pd.DataFrame, grid: int, image_size: int, stride: int = 16,
+                 min_radius_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(nodule, malignant) cell maps (N, grid, grid) float32 for the manifest ``rows``.
+
+    A cell is a nodule cell when its centre lies inside the nodule's disc (radius ``size_mm / 2``,
+    at least ``min_radius_mm``), and the cell holding the nodule's centre always is.
+    ``malignant`` holds the nodule's malignancy on those cells.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise LungcadError("detector training needs the nodule annotations; the manifest "
+                           f"has no column(s) {missing} (it is made for the JSRT manifest)")
+    scale = image_size / 512.0
+    centres = (np.arange(grid) + 0.5) * stride
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    nodule = np.zeros((len(rows), grid, grid), np.float32)
+    malignant = np.zeros_like(nodule)
+    for k, (_, row) in enumerate(rows.iterrows()):
+        if str(row["label"]) == "non_nodule" or pd.isna(row["x_512"]):
+            continue
+        x, y = float(row["x_512"]) * scale, float(row["y_512"]) * scale
+        radius = max(float(row["size_mm"]) / 2, min_radius_mm) / JSRT_PIXEL_MM_AT_512 * scale
+        disc = (cx - x) ** 2 + (cy - y) ** 2 <= radius ** 2
+        disc[min(int(y // stride), grid - 1), min(int(x // stride), grid - 1)] = True
+        nodule[k] = disc
+        malignant[k] = disc * float(str(row["label"]) == "malignant")
+    return nodule, malignant
 
 
 def lesion_cell_targets(manifest, paths: Sequence[str], grid: int, image_size: int,
@@ -29,8 +64,6 @@ def lesion_cell_targets(manifest, paths: Sequence[str], grid: int, image_size: i
     lesions = load_lesions(manifest)
     rows = manifest.rows_for(list(paths))
     if lesions.frame is not None:
-        from lungcad.training.nodule_heatmap import cell_targets
-
         log(f"lesion targets: {lesions.note}")
         return cell_targets(rows, grid, image_size, stride=stride, min_radius_mm=min_radius_mm)
     from lungcad.data.geometry import image_geometry, spacing_note

@@ -9,9 +9,9 @@ Why: on 2 CPU cores a fine-tuned network costs minutes an epoch, while the froze
 one dataset take about a minute once and the regression seconds a fold. The features are the
 network's own global-average-pooled last feature map (what its classifier reads), computed
 from the same preprocessing that prediction applies. They are cached in memory and on disk
-(``<cache>/features``, ``<cache>`` being ``$LUNGCAD_CACHE_DIR`` or ``~/.cache/lungcad``, as
-for ONNX exports; keyed by the file's identity, the preprocessing and the
-weights' sha256), so the folds of an experiment and its final model compute them once.
+(the ``lite0-features`` namespace of the array cache, :mod:`lungcad.array_cache`, under
+``$LUNGCAD_CACHE_DIR``; keyed by the file's identity, the preprocessing and the weights'
+sha256), so the folds of an experiment and its final model compute them once.
 
 Settings (config keys; every value fixed before any test fold is seen):
 
@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from lungcad.array_cache import ArrayCache, file_identity
 from lungcad.errors import LungcadError
 from lungcad.training.registry import TrainedFold, register_trainer
 
@@ -46,7 +47,7 @@ DEFAULTS: dict = {
     "batch_size": 32,
 }
 
-_FEATURE_MEMO: dict[Path, np.ndarray] = {}
+_FEATURE_MEMO: dict[str, np.ndarray] = {}  # by entry path: one memo per cache root
 
 
 def _config(config: Mapping | None) -> dict:
@@ -71,49 +72,34 @@ def pooled_features(network, batch: np.ndarray) -> np.ndarray:
         return backbone._avg_pooling(x).flatten(start_dim=1).numpy()
 
 
-def _feature_file(image: Path, preprocessing, pooling: str) -> Path:
-    import hashlib
-    import json
-    import os
+FEATURES = ArrayCache("lite0-features", version=1)
 
-    from lungcad.data.cache import cache_key
+
+def _feature_key(image: Path, preprocessing, pooling: str) -> str:
     from lungcad.models.efficientnet_lite import LITE0_WEIGHTS_SHA256
 
-    ident = {"image": cache_key(image, preprocessing.size), "pre": preprocessing.to_dict(),
-             "weights": LITE0_WEIGHTS_SHA256, "features": f"lite0-{pooling}-pooled/1"}
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-    root = os.environ.get("LUNGCAD_CACHE_DIR")
-    cache = Path(root) if root else Path.home() / ".cache" / "lungcad"
-    return cache / "features" / digest[:2] / f"{digest}.npy"
-
-
-def _read_cached(file: Path) -> np.ndarray | None:
-    try:
-        return np.load(file)
-    except (OSError, ValueError, EOFError):  # absent, or a damaged entry: compute it again
-        return None
+    return FEATURES.key(image=file_identity(image), pre=preprocessing.to_dict(),
+                        weights=LITE0_WEIGHTS_SHA256, pooling=pooling)
 
 
 def features_for(network, manifest, paths: Sequence[str], preprocessing,
                  batch_size: int = 32, log=print) -> np.ndarray:
     """Pooled features of the manifest images ``paths`` (cached in memory and on disk)."""
-    import io
-
-    from lungcad.atomic import atomic_write
     from lungcad.io import load_image
 
     network.eval()
     pooling = type(network.backbone._avg_pooling).__name__
-    files = {p: _feature_file(manifest.image_path(p), preprocessing, pooling)
+    files = {p: _feature_key(manifest.image_path(p), preprocessing, pooling)
              for p in dict.fromkeys(paths)}
     todo = []
-    for p, file in files.items():
-        if file not in _FEATURE_MEMO:
-            cached = _read_cached(file)
+    memo = {p: str(FEATURES.path(key)) for p, key in files.items()}  # per cache root
+    for p, key in files.items():
+        if memo[p] not in _FEATURE_MEMO:
+            cached = FEATURES.get(key)
             if cached is None:
                 todo.append(p)
             else:
-                _FEATURE_MEMO[file] = cached
+                _FEATURE_MEMO[memo[p]] = cached
     if todo:
         log(f"linear_probe: features of {len(todo)} image(s) at {preprocessing.size} px")
     for start in range(0, len(todo), batch_size):
@@ -121,11 +107,9 @@ def features_for(network, manifest, paths: Sequence[str], preprocessing,
         batch = np.stack([preprocessing.apply(load_image(manifest.image_path(p)).array, p)
                           for p in chunk])
         for p, f in zip(chunk, pooled_features(network, batch)):
-            _FEATURE_MEMO[files[p]] = f
-            buffer = io.BytesIO()
-            np.save(buffer, f)
-            atomic_write(files[p], buffer.getvalue(), durable=False)
-    return np.stack([_FEATURE_MEMO[files[p]] for p in paths])
+            _FEATURE_MEMO[memo[p]] = f
+            FEATURES.put(files[p], f)
+    return np.stack([_FEATURE_MEMO[memo[p]] for p in paths])
 
 
 def fit_regression(features: np.ndarray, y: np.ndarray, cfg: Mapping):

@@ -28,13 +28,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
 from lungcad.errors import LungcadError
+from lungcad.training.lesion_targets import cell_targets, lesion_cell_targets  # noqa: F401
 from lungcad.training.registry import TrainedFold, register_trainer
 
 ARCHITECTURE = "nodule-heatmap-lite0"
-DETECTOR = "nodule-heatmap-detector-lite0"  # the same network, registered as a detector
-REQUIRED_COLUMNS = ("label", "x_512", "y_512", "size_mm")
 TASK_OUTPUT = {"jsrt-nodule": "nodule", "jsrt-malignant": "malignant", "lesion": "nodule"}
 DEFAULTS: dict = {
     "image_size": 512,
@@ -50,6 +48,7 @@ DEFAULTS: dict = {
     "threshold": "youden",
     "seed": 0,
     "torch_threads": 2,
+    "detector": False,        # true: the model also marks nodules (model.json "detection")
 }
 
 
@@ -57,35 +56,6 @@ def _config(config: Mapping | None) -> dict:
     merged = {**DEFAULTS, **(dict(config) if config else {})}
     merged["model_args"] = {**DEFAULTS["model_args"], **dict(merged.get("model_args") or {})}
     return merged
-
-
-def cell_targets(rows: pd.DataFrame, grid: int, image_size: int, stride: int = 16,
-                 min_radius_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """(nodule, malignant) cell maps (N, grid, grid) float32 for the manifest ``rows``.
-
-    A cell is a nodule cell when its centre lies inside the nodule's disc (radius ``size_mm / 2``,
-    at least ``min_radius_mm``), and the cell holding the nodule's centre always is.
-    ``malignant`` holds the nodule's malignancy on those cells.
-    """
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
-    if missing:
-        raise LungcadError(f"{ARCHITECTURE} training needs the nodule annotations; the manifest "
-                           f"has no column(s) {missing} (it is made for the JSRT manifest)")
-    scale = image_size / 512.0
-    centres = (np.arange(grid) + 0.5) * stride
-    cy, cx = np.meshgrid(centres, centres, indexing="ij")
-    nodule = np.zeros((len(rows), grid, grid), np.float32)
-    malignant = np.zeros_like(nodule)
-    for k, (_, row) in enumerate(rows.iterrows()):
-        if str(row["label"]) == "non_nodule" or pd.isna(row["x_512"]):
-            continue
-        x, y = float(row["x_512"]) * scale, float(row["y_512"]) * scale
-        radius = max(float(row["size_mm"]) / 2, min_radius_mm) / JSRT_PIXEL_MM_AT_512 * scale
-        disc = (cx - x) ** 2 + (cy - y) ** 2 <= radius ** 2
-        disc[min(int(y // stride), grid - 1), min(int(x // stride), grid - 1)] = True
-        nodule[k] = disc
-        malignant[k] = disc * float(str(row["label"]) == "malignant")
-    return nodule, malignant
 
 
 def frozen_features(network, images: Sequence[np.ndarray], batch_size: int = 8) -> dict:
@@ -263,11 +233,11 @@ def _network(cfg: dict):
 
 
 def _architecture(cfg: dict) -> str:
-    """The config's ``model``: this network as a classifier (default) or as a detector."""
+    """The config's ``model``: this network (a detector too with ``detector: true``)."""
     name = cfg.get("model") or ARCHITECTURE
-    if name not in (ARCHITECTURE, DETECTOR):
-        raise LungcadError(f"the nodule_heatmap trainer trains {ARCHITECTURE} or {DETECTOR}, "
-                           f"not {name}")
+    if name != ARCHITECTURE:
+        raise LungcadError(f"the nodule_heatmap trainer trains {ARCHITECTURE}, not {name} (a "
+                           f"detector is {ARCHITECTURE} with `detector: true` in the config)")
     return name
 
 
@@ -287,7 +257,7 @@ def _trained_fold(network, cfg: dict, task, manifest, n_train: int, val_scores: 
     info = model_info(name)
     network.output = output
     detection = None
-    if name == DETECTOR:
+    if cfg["detector"]:
         from lungcad.detection.marks import MarkSettings
 
         detection = {"marks": MarkSettings.from_mapping(cfg.get("marks")).to_dict()}
@@ -317,7 +287,11 @@ def _train(manifest, view_tasks, train_paths, cfg, feature_cache, log):
         _output(t)
         t.check_labels(train_rows["label"])
     feats = _features_for(network, manifest, train_paths, int(cfg["image_size"]), feature_cache)
-    nodule, malignant = cell_targets(train_rows, feats["f16"].shape[-1], int(cfg["image_size"]))
+    grid, size = feats["f16"].shape[-1], int(cfg["image_size"])
+    nodule, malignant = lesion_cell_targets(manifest, list(train_paths), grid, size,
+                                            stride=size // grid,
+                                            min_radius_mm=float(cfg.get("min_radius_mm", 0.0)),
+                                            log=log)
     train_heatmap_network(network, feats, nodule, malignant, cfg, log=log)
     return network
 

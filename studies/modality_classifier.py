@@ -26,7 +26,7 @@ radiograph RG1_UNCI.dcm by its pixels alone (``--external-variants`` variants of
 grey, RGB-stored and JPEG, read back through ``load_image``), photographs and MR / ultrasound
 images shipped with matplotlib, scikit-learn and pydicom-data, and the CT DICOMs' pixels.
 
-    python benchmarks/modality_classifier.py [--data ../shared/data] \\
+    python studies/modality_classifier.py [--data ../shared/data] \\
         [--write src/lungcad/domain/modality_classifier.json]
 """
 
@@ -321,7 +321,7 @@ def main() -> None:
                                   "that are neither"),
                    "method": f"multinomial logistic regression (C={C}) on standardised image "
                              "descriptors",
-                   "command": ("python benchmarks/modality_classifier.py --write "
+                   "command": ("python studies/modality_classifier.py --write "
                                "src/lungcad/domain/modality_classifier.json"
                                f" --variants {args.variants} --ct-every {args.ct_every} "
                                f"--neither {args.neither} --seed {args.seed} --C {C}"),

@@ -1,4 +1,4 @@
-"""Out-of-distribution figures of the bundled models' domain checks (issue 15).
+"""Out-of-distribution figures of the bundled models' domain checks.
 
 For each model directory and the experiment it was made from (its folds):
 
@@ -14,8 +14,8 @@ For each: ROC AUC of the score (own out-of-fold images = negatives), the share f
 stored threshold, and for far OOD the share the modality check refuses first. Also the ECE
 before / after calibration from model.json.
 
-    python benchmarks/domain_ood.py --out runs/issue15/ood.json \
-        src/lungcad/bundled/jsrt-malignant=runs/issue15/jsrt-malignant-heatmap ...
+    python studies/domain_ood.py --out runs/calibration/ood.json \
+        src/lungcad/bundled/jsrt-malignant=runs/calibration/jsrt-malignant-heatmap ...
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ output image the same way; spheres' sizes are measured on the output too (the di
 area where the nodule added >= 10% of its peak). Two-sample Kolmogorov-Smirnov tests compare
 them with the real training nodules.
 
-    python benchmarks/simulated_nodules.py --dataset ../shared/data/jsrt --folds 0 1 2 \\
+    python studies/simulated_nodules.py --dataset ../shared/data/jsrt --folds 0 1 2 \\
         --per-image 4 --sheet runs/simulated/sheet.png
 
 ``--sheet`` writes crops of real and simulated nodules side by side (JSRT pixels: kept under
 runs/, never committed). Masks are read from ``runs/candidates/masks`` where
-``benchmarks/candidate_recall.py`` cached them, else computed.
+``studies/candidate_recall.py`` cached them, else computed.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def loaders(dataset: Path, mask_cache: Path):
             with np.load(entry) as z:
                 shape = tuple(z["shape"])
                 return np.unpackbits(z["lung"])[:shape[0] * shape[1]].reshape(shape).astype(bool)
-        from lungcad.model_dir import bundled_lung_model
+        from lungcad.segmentation.predict import bundled_lung_model, segment
 
-        return bundled_lung_model().segment(image(path)).mask
+        return segment(bundled_lung_model(), image(path)).mask
 
     return image, mask
 
@@ -88,7 +88,7 @@ def sheet(path: Path, real: pd.DataFrame, synthetic: list, image, n: int = 12) -
 def main(argv=None) -> int:
     from scipy.stats import ks_2samp
 
-    from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
+    from lungcad.jsrt_geometry import JSRT_PIXEL_MM_AT_512
     from lungcad.data.manifest import Manifest
     from lungcad.data.splits import load_split
     from lungcad.detection.simulate import FoldSimulator

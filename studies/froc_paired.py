@@ -2,7 +2,7 @@
 and a paired bootstrap interval of their difference (the same image resamples for both, so the
 images' shared difficulty cancels out).
 
-    python benchmarks/froc_paired.py runs/jsrt-nodule-heatmap-detector runs/s5/heatmap-detector-flip \
+    python studies/froc_paired.py runs/jsrt-nodule-heatmap-detector runs/s5/heatmap-detector-flip \
         --dataset ../shared/data/jsrt
 
 Each folder is a ``lungcad experiment`` run of a detector config (``oof_findings.csv`` and

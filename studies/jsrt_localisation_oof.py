@@ -7,7 +7,7 @@ Each nodule image is scored only by the model that never saw it in training:
   test part's nodule images (the run's own split file, fold k, part ``test``) with Grad-CAM on
   the registered target layer (``lungcad.explain.dataset.localise_dataset``). Unfinished folds
   are left out and the report says how many folds were pooled.
-- ``--best-run``: a ``benchmarks/jsrt_best_method_cv.py`` folder of ``nodule-heatmap-lite0``:
+- ``--best-run``: a ``studies/jsrt_best_method_cv.py`` folder of ``nodule-heatmap-lite0``:
   ``runs/fold<k>/<task>/model`` plus ``<task>_oof.csv`` whose ``fold`` column says which images
   fold k's model was tested on. Two maps per image: the model's own cell map
   (``sigmoid(network.heatmap(x))``, the per-16-px-cell probability behind its image score: the
@@ -25,7 +25,7 @@ a proportion, so no Wilson interval), and a one-sided exact test of the hits aga
 per-image chance probabilities (Poisson-binomial), overall and per subtlety (1 extremely subtle
 .. 5 obvious).
 
-    .venv/bin/python benchmarks/jsrt_localisation_oof.py --paper-run runs/jsrt-paper-cnn-lstm \\
+    .venv/bin/python studies/jsrt_localisation_oof.py --paper-run runs/jsrt-paper-cnn-lstm \\
         --best-run /work/scratch/nh/cv_tuned_c8 --out /work/scratch/loc
 
 Writes ``OUT/summary.json``, ``OUT/summary.md`` (the tables) and ``OUT/<model>_<map>.csv`` (one
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # machine.py
 from machine import describe, provisional_note  # noqa: E402
 
 BOOTSTRAP = 2000
@@ -51,7 +51,7 @@ SEED = 0
 
 
 def parse_args() -> argparse.Namespace:
-    from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
+    from lungcad.jsrt_geometry import JSRT_PIXEL_MM_AT_512
     from lungcad.explain.defaults import DEFAULT_MARGIN_MM
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -195,7 +195,7 @@ def cell_maps(model, images: list[np.ndarray],
 
 def score_best_run(run: Path, dataset: Path, task: str, maps_wanted: list[str],
                    args: argparse.Namespace) -> dict[str, dict]:
-    from lungcad.data.jsrt_geometry import JSRT_COORD_COLUMNS
+    from lungcad.jsrt_geometry import JSRT_COORD_COLUMNS
     from lungcad.data.manifest import Manifest
     from lungcad.explain.dataset import nodule_rows
     from lungcad.explain.localisation import score_localisation
@@ -248,7 +248,7 @@ def score_best_run(run: Path, dataset: Path, task: str, maps_wanted: list[str],
 def lung_area_fractions(dataset: Path) -> dict[str, float]:
     """Share of each nodule image's 512 px frame inside its lung-field mask."""
     from lungcad.data.manifest import Manifest
-    from lungcad.data.jsrt_geometry import JSRT_COORD_FRAME
+    from lungcad.jsrt_geometry import JSRT_COORD_FRAME
     from lungcad.explain.localisation import load_mask
 
     manifest = Manifest.load(dataset)

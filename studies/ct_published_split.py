@@ -7,7 +7,7 @@ perceptual-hash near-duplicate images), and one image kept per pixel-identical g
 ``valid``. The fold's validation part is a class-stratified fifth of the ``train`` groups
 (StratifiedGroupKFold, seed 0); nothing is tuned on the test part.
 
-    python benchmarks/ct_published_split.py --dataset ../shared/data/chest_ct_kaggle \
+    python studies/ct_published_split.py --dataset ../shared/data/chest_ct_kaggle \
         --groups-from splits/chest-ct-4class-5fold.json \
         --out splits/published/chest-ct-4class-published.json
     lungcad experiment configs/chest-ct-4class-linear-probe.yaml \

@@ -16,7 +16,7 @@ re-scores fold k's candidates; the marks are then the strongest re-scored candid
 20 mm apart, 10 an image (the bundled detector's settings), scored by FROC with 2,000
 bootstrap resamples of images. Every variant is reported; none is chosen here.
 
-    python benchmarks/detector_second_stage.py --run runs/s5/heatmap-detector-flip \
+    python studies/detector_second_stage.py --run runs/s5/heatmap-detector-flip \
         --dataset ../shared/data/jsrt --out runs/s5/stage2
 
 The candidates and patch features are cached in ``--out`` (about 6 min on the 2-core CPU the
@@ -109,7 +109,7 @@ def patch_features(table: pd.DataFrame, dataset: Path) -> np.ndarray:
 
 def final_marks(table: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:
     """Per image the strongest candidates by ``scores``, FINAL_MIN_MM apart, FINAL_PEAKS of them."""
-    from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+    from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 
     kept_rows = []
     frame = table.assign(score=scores)

@@ -13,7 +13,7 @@ was trained on all 198 images, so its map rows are an IN-SAMPLE diagnostic only 
 Lung masks: the bundled ``jsrt-lungs`` (trained on all 198 masks; the masks carry no nodule
 label).
 
-    python benchmarks/candidate_recall.py --dataset ../shared/data/jsrt --out runs/candidates
+    python studies/candidate_recall.py --dataset ../shared/data/jsrt --out runs/candidates
 
 The masks, maps and candidates are cached under ``--out`` (the first run took about 35 min on
 the shared 2-core CPU, most of it the blob filters; later runs about 2 min).
@@ -61,7 +61,7 @@ def cache_masks(dataset: Path, paths: list[str], folds: dict, maps: str | None,
     model that never saw the image (experiment) or the bundled jsrt-nodules (in sample)."""
     import lungcad
     from lungcad.io import load_image
-    from lungcad.model_dir import bundled_lung_model
+    from lungcad.segmentation.predict import bundled_lung_model, segment
 
     out.mkdir(parents=True, exist_ok=True)
     models: dict = {}
@@ -80,7 +80,7 @@ def cache_masks(dataset: Path, paths: list[str], folds: dict, maps: str | None,
                 det = models[key].detect(image)
                 have = {"lung": det.lung_mask, "nodule_map": det.nodule_map.astype(np.float32)}
             else:
-                have = {"lung": bundled_lung_model().segment(image).mask}
+                have = {"lung": segment(bundled_lung_model(), image).mask}
             np.savez_compressed(entry, lung=np.packbits(have["lung"]),
                                 shape=have["lung"].shape,
                                 **({"nodule_map": have["nodule_map"]} if maps else {}))
@@ -93,7 +93,7 @@ def cache_masks(dataset: Path, paths: list[str], folds: dict, maps: str | None,
 def all_candidates(dataset: Path, masks: dict, out: Path, name: str,
                    pool: int = POOL) -> pd.DataFrame:
     """Every image's ``pool`` strongest candidates of each source (cached in ``out``)."""
-    from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+    from lungcad.jsrt_geometry import jsrt_mm_per_pixel
     from lungcad.detection.candidates import BlobSettings, blob_candidates, map_candidates
     from lungcad.io import load_image
 
@@ -129,7 +129,7 @@ def select(table: pd.DataFrame, paths, blob: str, order: str | None) -> pd.DataF
 
 
 def union(table: pd.DataFrame, paths, blob: str, order: str) -> pd.DataFrame:
-    from lungcad.data.jsrt_geometry import JSRT_PIXEL_MM_AT_512
+    from lungcad.jsrt_geometry import JSRT_PIXEL_MM_AT_512
     from lungcad.detection.candidates import merge_candidates
 
     frames = []
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
 
 
 def with_features(candidates: pd.DataFrame, dataset: Path) -> pd.DataFrame:
-    from lungcad.data.jsrt_geometry import jsrt_mm_per_pixel
+    from lungcad.jsrt_geometry import jsrt_mm_per_pixel
     from lungcad.detection.candidate_rank import candidate_features
     from lungcad.io import load_image
 

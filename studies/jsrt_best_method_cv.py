@@ -16,7 +16,7 @@ Protocol (one image per patient in JSRT, so image-level folds are patient-level)
 The frozen part's features of all images are computed once (or read from --feature-cache,
 written on the first run), because they do not depend on the fold.
 
-    python benchmarks/jsrt_best_method_cv.py --config configs/jsrt-nodule-heatmap.yaml \
+    python studies/jsrt_best_method_cv.py --config configs/jsrt-nodule-heatmap.yaml \
         --feature-cache /tmp/jsrt_frozen_512.npz --out /tmp/nh_cv
 """
 

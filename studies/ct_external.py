@@ -12,7 +12,7 @@ calibration map (model.json, where it has one) are applied, as ``lungcad predict
 ``--check N`` also runs ``lungcad predict``'s own code on N images and reports the largest
 probability difference (it should be ~1e-6).
 
-    python benchmarks/ct_external.py --model runs/chest2-lp/final/model \
+    python studies/ct_external.py --model runs/chest2-lp/final/model \
         --dataset ../shared/data/iqothnccd --out runs/ext/chest-to-iq.csv --check 32
     lungcad evaluate runs/ext/chest-to-iq.csv --group-column group \
         --groups splits/iqothnccd-normal-vs-abnormal-5fold.json --out runs/ext/report-chest-to-iq
