@@ -179,10 +179,12 @@ def segment_sample(model, name: str, file: str, description: str, figures: Path,
     card = resolve_model_dir(name) / "MODEL_CARD.md"
     verdict = "lungs outlined" if result.plausible else "no plausible pair of lungs"
     sides = side_lines(result.measures)
+    note = f" \u2014 {result.domain_note}" if result.domain_note else ""
     log(f"{file}  {model.spec.name}: {verdict}: "
-        + ("; ".join(sides) if result.plausible else "; ".join(result.warnings)))
+        + ("; ".join(sides) if result.plausible else "; ".join(result.warnings)) + note)
     return DemoResult(file, description, model.spec.name, verdict, {}, None, image_png,
-                      overlay_png, card if card.is_file() else None, sides, list(result.warnings))
+                      overlay_png, card if card.is_file() else None, sides, list(result.warnings),
+                      domain_note=result.domain_note)
 
 
 def display_shape(shape: tuple[int, int]) -> tuple[int, int]:

@@ -55,3 +55,16 @@ def test_the_detector_is_picked_up_when_bundled(monkeypatch, bundled, replaced, 
     monkeypatch.setattr(demo, "REPLACED_BY_DETECTOR", replaced)
     assert demo.DETECTOR == "jsrt-nodules"
     assert demo.demo_models(bundled) == expected
+
+
+def test_demo_says_when_the_lung_outline_is_out_of_domain(tmp_path):
+    """The bundled jsrt-lungs on the modern radiograph RG1_UNCI.dcm (unlike JSRT's films): the
+    demo's line and page carry the same out-of-domain note as `lungcad segment`."""
+    from lungcad.demo import run_demo
+
+    lines: list[str] = []
+    page = run_demo(tmp_path / "demo", ["jsrt-lungs"], log=lines.append)
+    rg1 = [line for line in lines if line.startswith("RG1_UNCI.dcm")]
+    assert len(rg1) == 1 and "lungs outlined" in rg1[0]
+    assert "OUT OF DOMAIN" in rg1[0] and "do not read this mask" in rg1[0]
+    assert "do not read this mask" in page.read_text()
