@@ -34,4 +34,6 @@ def test_automatic_mode_sends_the_gradient_to_no_model_and_says_why(browser,  # 
     text = card.inner_text()
     assert "sent to no model" in text and "neither a chest radiograph nor a CT slice" in text
     assert page.locator(".result.done").count() == 0  # no model answered
+    expect(page.locator("#status")).to_contain_text(
+        "gradient.png: sent to no model: neither a chest radiograph nor a CT slice")
     page.close()

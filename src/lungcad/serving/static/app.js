@@ -442,7 +442,7 @@ async function analyseAuto(file, card, wantHeatmap, wantLungs) {
     // "neither" (a photograph, a gradient): the server says why no model reads it
     renderError(card, body.reason ||
                 `This ${body.modality} image has no served model of its modality.`);
-    return null;
+    return body.reason ? "sent to no model: neither a chest radiograph nor a CT slice" : null;
   }
   const what = body.modality === "ct" ? "CT slice" : "chest radiograph";
   const radiograph = body.modality !== "ct";
