@@ -23,6 +23,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def node_answers_echo(port: int) -> bool:
+    """Whether a lungcad node listens on ``port``: an association and a C-ECHO answered."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="LUNGCAD")
+    if not assoc.is_established:
+        return False
+    status = assoc.send_c_echo()
+    assoc.release()
+    return getattr(status, "Status", None) == 0
+
+
 @pytest.fixture(scope="session")
 def rg1_path() -> Path:
     from pydicom.data import get_testdata_file

@@ -17,7 +17,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from conftest import free_port, start_orthanc
+from conftest import free_port, node_answers_echo, start_orthanc
 from lungcad.dicom_node import DicomNode, RetryPolicy, parse_destination
 from lungcad.dicom_out import ModelChooser, read_sr
 
@@ -48,19 +48,6 @@ def _send(port: int, datasets: list) -> list[int]:
         assoc.release()
 
 
-def _echo(port: int) -> bool:
-    from pynetdicom import AE
-    from pynetdicom.sop_class import Verification
-
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", port, ae_title="LUNGCAD")
-    if not assoc.is_established:
-        return False
-    assoc.release()
-    return True
-
-
 def _lungcad_results(orthanc, study_uid: str) -> dict:
     found: dict = {"SR": [], "OT": []}
     for ds in orthanc.study_instances(study_uid):
@@ -77,7 +64,7 @@ def _listen(port: int, send_to: str, spool, log, *extra: str) -> subprocess.Pope
                             stdout=sink, stderr=subprocess.STDOUT, text=True)
     sink.close()
     deadline = time.monotonic() + 90
-    while not _echo(port):
+    while not node_answers_echo(port):
         assert node.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.3)
     return node

@@ -15,25 +15,11 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from conftest import free_port
+from conftest import free_port, node_answers_echo
 from lungcad.cli import main
 from lungcad.dicom_node import DicomNode, parse_destination
 from lungcad.dicom_out import RESEARCH_NOTICE, ModelChooser, read_sr
 from lungcad.errors import LungcadError
-
-
-def _echo(port: int) -> bool:
-    from pynetdicom import AE
-    from pynetdicom.sop_class import Verification
-
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", port, ae_title="LUNGCAD")
-    if not assoc.is_established:
-        return False
-    status = assoc.send_c_echo()
-    assoc.release()
-    return getattr(status, "Status", None) == 0
 
 
 def _results(orthanc, study_uid: str, known: set) -> dict:
@@ -92,7 +78,7 @@ def test_listen_stores_results_back_to_orthanc_and_stops_on_sigterm(orthanc, rg1
             stdout=sink, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not _echo(port):
+        while not node_answers_echo(port):
             assert node.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.3)
         orthanc.add_modality("lungcad", "LUNGCAD", port)
