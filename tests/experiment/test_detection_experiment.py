@@ -104,3 +104,22 @@ def test_the_final_detector_carries_its_age_sex_model_and_froc_card(detection_ru
             model.detect(image, age="old")
         with pytest.raises(LungcadError, match="is not a sex"):
             model.detect(image, sex="yes")
+
+
+def test_a_run_of_one_fold_reports_the_image_aucs_it_can():
+    """``--folds 1``: no other fold to fit the age/sex model on, so the cross-fitted rows are
+    left out (they used to end the run with an error after the FROC was written)."""
+    from lungcad.experiment.detection import image_level_summary
+
+    rng = np.random.default_rng(0)
+    n = 12
+    labels = ["malignant", "benign", "non_nodule"] * (n // 3)
+    oof = pd.DataFrame({"dataset_label": labels, "prob_nodule": rng.random(n),
+                        "top_mark_score": rng.random(n), "malignancy": rng.random(n),
+                        "age": rng.integers(30, 80, n), "sex": ["M", "F"] * (n // 2),
+                        "fold": 0})
+    one = image_level_summary(oof, n_bootstrap=20, seed=0)
+    assert set(one["malignant_vs_rest"]) == {"image only"}
+    assert 0 <= one["nodule_vs_none"]["image score (strongest cell)"]["value"] <= 1
+    two = image_level_summary(oof.assign(fold=[0, 1] * (n // 2)), n_bootstrap=20, seed=0)
+    assert "image + age + sex (cross-fitted by fold)" in two["malignant_vs_rest"]

@@ -23,9 +23,10 @@ predictions, and a model card holding the cross-validated metrics; the model to 
 No threshold is ever chosen on test predictions. Re-running the same command skips the folds
 that are done, so an interrupted experiment continues where it stopped.
 
-Config keys (configs/README.md): trainer (default lightning; also linear_probe, nodule_heatmap,
-or package.module:name for a module that registers one), localisation (true: score saliency peaks against the manifest's
-nodule positions x_512/y_512, out of fold; or {method: gradcam, margin_mm: 10}).
+Config keys (configs/README.md): trainer (default lightning; also linear_probe, ct_finetune,
+nodule_heatmap, two_stage, segmentation, or package.module:name for a module that registers
+one), localisation (true: score saliency peaks against the manifest's nodule positions
+x_512/y_512, out of fold; or {method: gradcam, margin_mm: 10}).
 """
 
 

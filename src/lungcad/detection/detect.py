@@ -8,7 +8,7 @@ result says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -104,7 +104,18 @@ def detect_image(model, image: np.ndarray, source: str = "image",
         lung_mask = segmentation.mask
         warnings += segmentation.warnings
     allowed = allowed_cells(lung_mask, nodule.shape, mm_per_pixel, settings.lung_margin_mm)
-    findings = marks_from_cells(nodule, malignant, allowed, image.shape, mm_per_pixel, settings)
+    if hasattr(network, "candidate_scores"):   # a two-stage detector: candidates, re-scored
+        from lungcad.detection.second_stage import SecondStageSettings, rescored
+
+        second = SecondStageSettings.from_mapping((model.spec.detection or {}).get("second_stage"))
+        looked = replace(settings, peaks=second.candidates, min_score=0.0,
+                         min_distance_mm=second.candidate_distance_mm)
+        candidates = marks_from_cells(nodule, malignant, allowed, image.shape, mm_per_pixel,
+                                      looked)
+        findings = rescored(network, prepared, candidates, image.shape, mm_per_pixel, settings)
+    else:
+        findings = marks_from_cells(nodule, malignant, allowed, image.shape, mm_per_pixel,
+                                    settings)
     return Detection(findings, nodule, malignant, lung_mask, mm_per_pixel, warnings)
 
 

@@ -191,6 +191,7 @@ class FoldSimulator:
     max_elongation: float = 1.3
     edge_mm: tuple[float, float] = (0.5, 2.0)
     contrast_scale: tuple[float, float] = (0.5, 2.0)
+    jitter: float = 0.15            # the sampler's log-normal sigma (sizes and contrasts)
     real: pd.DataFrame = field(init=False)
 
     def __post_init__(self):
@@ -226,7 +227,7 @@ class FoldSimulator:
         return pd.DataFrame(out)
 
     def sampler(self) -> NoduleSampler:
-        return NoduleSampler(self.real["diameter_mm"], self.real["contrast"])
+        return NoduleSampler(self.real["diameter_mm"], self.real["contrast"], self.jitter)
 
     def avoid(self, path: str) -> list[tuple[float, float]]:
         mine = self.real[self.real["path"] == path]

@@ -113,7 +113,8 @@ def image_level_summary(oof: pd.DataFrame, n_bootstrap: int, seed: int) -> dict:
     if not (labels == "malignant").any():  # a lesion table without malignancy labels
         return out
     scores = {"image only": oof["malignancy"].to_numpy(float)}
-    if {"age", "sex", "fold"} <= set(oof.columns):
+    # cross-fitting needs other folds to fit on: not in a run of one fold (--folds 1)
+    if {"age", "sex", "fold"} <= set(oof.columns) and oof["fold"].nunique() > 1:
         scores["image + age + sex (cross-fitted by fold)"] = _cross_fitted(oof, True)
         scores["age + sex only (reference)"] = _cross_fitted(oof, False)
     out["malignant_vs_rest"] = aucs((labels == "malignant").astype(int).to_numpy(), scores)

@@ -9,7 +9,7 @@ from lungcad.errors import LungcadError
 
 # Each import registers its architecture(s) by name.
 from lungcad.models import (ct_cnn, efficientnet_lite, lung_unet, nodule_heatmap,  # noqa: F401
-                            paper_cnn_lstm, vgg16_lstm)
+                            nodule_two_stage, paper_cnn_lstm, vgg16_lstm)
 from lungcad.models.registry import ModelInfo, logits_to_probs, registered
 
 __all__ = ["ModelInfo", "create_model", "list_models", "loading_args", "logits_to_probs",

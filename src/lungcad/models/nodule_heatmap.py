@@ -86,6 +86,25 @@ def score_features(network, feats: dict, output: str, batch_size: int = 32) -> n
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+def cell_probabilities(network, feats: dict, batch_size: int = 32) -> np.ndarray:
+    """(N, 2, h, w) cell probabilities (nodule, malignant given nodule) from cached frozen
+    features (as :func:`score_features` reads them), flip-averaged where the network is."""
+    network.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(feats["f8"]), batch_size):
+            def cells_of(suffix: str) -> torch.Tensor:
+                return network.cells_from_features(
+                    torch.from_numpy(feats["f8" + suffix][start:start + batch_size]),
+                    torch.from_numpy(feats["f16" + suffix][start:start + batch_size]))
+
+            cells = cells_of("")
+            if network.flip_average:
+                cells = mirror_mean(cells, cells_of("_flip"))
+            out.append(torch.sigmoid(cells).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2, 0, 0), np.float32)
+
+
 class NoduleHeatmapLite0(nn.Module):
     stride = 16
 

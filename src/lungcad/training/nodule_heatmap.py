@@ -131,16 +131,18 @@ def heatmap_loss(cells, nodule, malignant, pos_weight: float, image_weight: floa
     nod_logit, mal_logit = cells[:, 0], cells[:, 1]
     weight = torch.tensor(pos_weight, dtype=cells.dtype)
     loss = F.binary_cross_entropy_with_logits(nod_logit, nodule, pos_weight=weight)
-    inside = nodule > 0
+    known = torch.isfinite(malignant)   # NaN: a synthetic nodule, neither benign nor malignant
+    inside = (nodule > 0) & known
     if inside.any():
         loss = loss + F.binary_cross_entropy_with_logits(mal_logit[inside], malignant[inside])
     if image_weight > 0:
         image = F.binary_cross_entropy_with_logits(torch.amax(nod_logit, dim=(1, 2)),
                                                    torch.amax(nodule, dim=(1, 2)))
-        if image_malignant:
+        whole = known.all(dim=(1, 2))  # the image's malignancy is known: no synthetic nodule
+        if image_malignant and whole.any():
             image = image + F.binary_cross_entropy_with_logits(
-                torch.amax(malignant_logit(nod_logit, mal_logit), dim=(1, 2)),
-                torch.amax(malignant, dim=(1, 2)))
+                torch.amax(malignant_logit(nod_logit, mal_logit)[whole], dim=(1, 2)),
+                torch.amax(malignant[whole], dim=(1, 2)))
         loss = loss + image_weight * image
     return loss
 
@@ -247,20 +249,25 @@ def _output(task) -> str:
     return TASK_OUTPUT[task.name]
 
 
-def _trained_fold(network, cfg: dict, task, manifest, n_train: int, val_scores: np.ndarray):
-    """The network set to ``task``'s output, its spec and card, for :func:`fit.finish`."""
+def _trained_fold(network, cfg: dict, task, manifest, n_train: int, val_scores: np.ndarray,
+                  name: str | None = None, detection_extra: dict | None = None):
+    """The network set to ``task``'s output, its spec and card, for :func:`fit.finish`;
+    ``name``: the architecture (default the config's heatmap network), ``detection_extra``:
+    more of model.json's ``detection`` (a detector's second stage)."""
     from lungcad.model_dir import ModelSpec
     from lungcad.models import loading_args, model_info
     from lungcad.preprocess import Preprocessing
 
-    output, size, name = _output(task), int(cfg["image_size"]), _architecture(cfg)
+    output, size = _output(task), int(cfg["image_size"])
+    name = name or _architecture(cfg)
     info = model_info(name)
     network.output = output
     detection = None
     if cfg["detector"]:
         from lungcad.detection.marks import MarkSettings
 
-        detection = {"marks": MarkSettings.from_mapping(cfg.get("marks")).to_dict()}
+        detection = {"marks": MarkSettings.from_mapping(cfg.get("marks")).to_dict(),
+                     **(detection_extra or {})}
     spec = ModelSpec(name=cfg.get("name", f"{task.name}-{name}"),
                      architecture=name, task=task.name, classes=list(task.classes),
                      preprocessing=Preprocessing(size, 1, info.mean, info.std),
@@ -270,7 +277,7 @@ def _trained_fold(network, cfg: dict, task, manifest, n_train: int, val_scores: 
 
     def card(final) -> str:
         return (f"# {final.name}\n\nResearch software, not a medical device. Not for "
-                f"diagnosis.\n\n- Architecture: `{ARCHITECTURE}` ({size} px), output "
+                f"diagnosis.\n\n- Architecture: `{name}` ({size} px), output "
                 f"`{output}`: the image score is the strongest 16 px cell of a nodule heatmap\n"
                 f"- Trained on {n_train} images of `{manifest.root}` with the nodule positions "
                 "and sizes as cell targets; prediction uses the image only\n"
@@ -280,20 +287,45 @@ def _trained_fold(network, cfg: dict, task, manifest, n_train: int, val_scores: 
     return TrainedFold(network, spec, card, probs)
 
 
-def _train(manifest, view_tasks, train_paths, cfg, feature_cache, log):
+def _train(manifest, view_tasks, train_paths, cfg, feature_cache, log, refused=()):
+    from lungcad.training.synthetic_nodules import SyntheticSettings
+
     network = _network(cfg)
     train_rows = manifest.rows_for(list(train_paths))
     for t in view_tasks:
         _output(t)
         t.check_labels(train_rows["label"])
+    synthetic = SyntheticSettings.from_mapping(cfg.get("synthetic"))
     feats = _features_for(network, manifest, train_paths, int(cfg["image_size"]), feature_cache)
     grid, size = feats["f16"].shape[-1], int(cfg["image_size"])
     nodule, malignant = lesion_cell_targets(manifest, list(train_paths), grid, size,
                                             stride=size // grid,
                                             min_radius_mm=float(cfg.get("min_radius_mm", 0.0)),
                                             log=log)
+    if synthetic.copies:
+        feats, nodule, malignant = _add_synthetic(network, manifest, train_rows, refused, feats,
+                                                  nodule, malignant, size, synthetic, log)
     train_heatmap_network(network, feats, nodule, malignant, cfg, log=log)
     return network
+
+
+def _add_synthetic(network, manifest, train_rows, refused, feats, nodule, malignant, size,
+                   settings, log):
+    """The training features and targets with the synthetic copies of the training images
+    appended (:mod:`lungcad.training.synthetic_nodules`)."""
+    from lungcad.jsrt_geometry import jsrt_mm_per_pixel
+    from lungcad.models import model_info
+    from lungcad.preprocess import Preprocessing
+    from lungcad.training.synthetic_nodules import simulate_training_set, training_image_loaders
+
+    load_image, load_mask = training_image_loaders(manifest, size)
+    mm = jsrt_mm_per_pixel(size)
+    made = simulate_training_set(train_rows, refused, load_image, load_mask, mm, settings, log)
+    pre = Preprocessing(size, 1, model_info(ARCHITECTURE).mean, model_info(ARCHITECTURE).std)
+    new = frozen_features(network, [pre.apply(im, "synthetic") for im in made.images])
+    syn_nodule, syn_malignant = made.targets(nodule, malignant, size // nodule.shape[-1], mm)
+    return ({k: np.concatenate([feats[k], new[k]]) for k in FEATURE_KEYS},
+            np.concatenate([nodule, syn_nodule]), np.concatenate([malignant, syn_malignant]))
 
 
 @register_trainer("nodule_heatmap", defaults=DEFAULTS,
@@ -310,7 +342,8 @@ def fit(view, out_dir: str | Path, config: Mapping | None = None, *, resume: boo
     from lungcad.models.nodule_heatmap import score_features
 
     cfg = _config(config)
-    network = _train(view.manifest, [view.task], list(view.train), cfg, feature_cache, log)
+    network = _train(view.manifest, [view.task], list(view.train), cfg, feature_cache, log,
+                     refused=list(view.val) + list(view.test))
     val_feats = _features_for(network, view.manifest, list(view.val), int(cfg["image_size"]),
                               feature_cache)
     val_scores = score_features(network, val_feats, _output(view.task))
@@ -339,7 +372,8 @@ def train_tasks(manifest, train_paths: Sequence[str], val_paths: Sequence[str],
         manifest = Manifest.load(manifest)
     if not train_paths or not val_paths:
         raise LungcadError(f"{ARCHITECTURE}: both the training and the validation part need images")
-    network = _train(manifest, task_objs, train_paths, cfg, feature_cache, log)
+    network = _train(manifest, task_objs, train_paths, cfg, feature_cache, log,
+                     refused=list(val_paths) + list(score_paths))
     size = int(cfg["image_size"])
     val_feats = _features_for(network, manifest, val_paths, size, feature_cache)
     score_feats = (_features_for(network, manifest, score_paths, size, feature_cache)

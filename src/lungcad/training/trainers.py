@@ -6,7 +6,7 @@ import importlib
 
 from lungcad.errors import LungcadError
 from lungcad.training import (ct_finetune, lightning_trainer, linear_probe,  # noqa: F401
-                              nodule_heatmap, segmentation)
+                              nodule_heatmap, segmentation, two_stage)
 from lungcad.training.registry import TrainerInfo, registered
 
 DEFAULT_TRAINER = "lightning"
