@@ -64,13 +64,11 @@ def output_map(cells: torch.Tensor, output: str) -> torch.Tensor:
     return malignant_logit(cells[:, :1], cells[:, 1:])
 
 
-def score_features(network, feats: dict, output: str, batch_size: int = 32) -> np.ndarray:
-    """Positive-class probabilities from cached frozen features (``feats``: "f8", "f16" and the
-    mirror image's "f8_flip", "f16_flip"), the same as the network's forward, flip averaging
-    included where the network has it. Sets the network's ``output``."""
+def _cached_cell_logits(network, feats: dict, batch_size: int):
+    """Cell logits (N, 2, h, w), batch by batch, from cached frozen features (``feats``: "f8",
+    "f16" and the mirror image's "f8_flip", "f16_flip"), as the network's forward computes
+    them, flip averaging included where the network has it."""
     network.eval()
-    network.output = output
-    out = []
 
     def cells_of(suffix: str, start: int) -> torch.Tensor:
         return network.cells_from_features(
@@ -82,26 +80,23 @@ def score_features(network, feats: dict, output: str, batch_size: int = 32) -> n
             cells = cells_of("", start)
             if network.flip_average:
                 cells = mirror_mean(cells, cells_of("_flip", start))
-            out.append(torch.sigmoid(torch.amax(output_map(cells, output), dim=(1, 2, 3))).numpy())
+            yield cells
+
+
+def score_features(network, feats: dict, output: str, batch_size: int = 32) -> np.ndarray:
+    """Positive-class probabilities from cached frozen features, the same as the network's
+    forward (:func:`_cached_cell_logits`). Sets the network's ``output``."""
+    network.output = output
+    out = [torch.sigmoid(torch.amax(output_map(cells, output), dim=(1, 2, 3))).numpy()
+           for cells in _cached_cell_logits(network, feats, batch_size)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def cell_probabilities(network, feats: dict, batch_size: int = 32) -> np.ndarray:
     """(N, 2, h, w) cell probabilities (nodule, malignant given nodule) from cached frozen
-    features (as :func:`score_features` reads them), flip-averaged where the network is."""
-    network.eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(feats["f8"]), batch_size):
-            def cells_of(suffix: str) -> torch.Tensor:
-                return network.cells_from_features(
-                    torch.from_numpy(feats["f8" + suffix][start:start + batch_size]),
-                    torch.from_numpy(feats["f16" + suffix][start:start + batch_size]))
-
-            cells = cells_of("")
-            if network.flip_average:
-                cells = mirror_mean(cells, cells_of("_flip"))
-            out.append(torch.sigmoid(cells).numpy())
+    features (:func:`_cached_cell_logits`)."""
+    out = [torch.sigmoid(cells).numpy()
+           for cells in _cached_cell_logits(network, feats, batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 2, 0, 0), np.float32)
 
 

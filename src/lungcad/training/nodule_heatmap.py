@@ -321,7 +321,8 @@ def _add_synthetic(network, manifest, train_rows, refused, feats, nodule, malign
     load_image, load_mask = training_image_loaders(manifest, size)
     mm = jsrt_mm_per_pixel(size)
     made = simulate_training_set(train_rows, refused, load_image, load_mask, mm, settings, log)
-    pre = Preprocessing(size, 1, model_info(ARCHITECTURE).mean, model_info(ARCHITECTURE).std)
+    info = model_info(ARCHITECTURE)
+    pre = Preprocessing(size, 1, info.mean, info.std)
     new = frozen_features(network, [pre.apply(im, "synthetic") for im in made.images])
     syn_nodule, syn_malignant = made.targets(nodule, malignant, size // nodule.shape[-1], mm)
     return ({k: np.concatenate([feats[k], new[k]]) for k in FEATURE_KEYS},
