@@ -52,6 +52,7 @@ def run_fold(args, k: int, manifest, truth, log) -> pd.DataFrame:
     from lungcad.detection.second_stage import SecondStageSettings
     from lungcad.lung_model import read_model_dir
     from lungcad.models.nodule_patch import build_patch_classifier, score_candidates
+    from lungcad.models.patches import PatchSettings
     from lungcad.training.patch_classifier import PatchTraining, train_patch_classifier
     from lungcad.training.synthetic_nodules import training_image_loaders
     from lungcad.training.two_stage import training_candidates, training_samples
@@ -71,15 +72,16 @@ def run_fold(args, k: int, manifest, truth, log) -> pd.DataFrame:
         f"{int((samples['label'] == 0).sum())} negative samples ({time.time() - t0:.0f} s)")
     torch.manual_seed(args.seed)
     kwargs = {"frozen_blocks": 5, "last_block": 11} if args.classifier == "lite0" else {}
-    network = build_patch_classifier(args.classifier, 2, **kwargs)
-    train_patch_classifier(network, images, samples, MM,
+    patches = PatchSettings(args.side, tuple(args.context_mm))
+    network = build_patch_classifier(args.classifier, patches.channels, **kwargs)
+    train_patch_classifier(network, images, samples, MM, patches,
                            training=PatchTraining(steps=args.steps, seed=args.seed), log=log)
     p2, single = [], []
     for path, group in test_c.groupby("path", sort=False):
         image, xy = torch.from_numpy(load_image(path)), group[["x", "y"]].to_numpy()
-        p2.append(pd.Series(score_candidates(network, image, xy, MM, tta=True),
+        p2.append(pd.Series(score_candidates(network, image, xy, MM, patches, tta=True),
                             index=group.index))
-        single.append(pd.Series(score_candidates(network, image, xy, MM, tta=False),
+        single.append(pd.Series(score_candidates(network, image, xy, MM, patches, tta=False),
                                 index=group.index))
     test_c["p2"], test_c["p2_single"] = pd.concat(p2), pd.concat(single)
     test_c["fold"] = k
@@ -117,6 +119,9 @@ def main(argv=None) -> int:
     parser.add_argument("--synthetic-copies", type=int, default=2)
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--side", type=int, default=32, help="patch side in pixels")
+    parser.add_argument("--context-mm", type=float, nargs="+", default=[24.0, 48.0],
+                        help="the patches' fields of view (one channel each)")
     parser.add_argument("--folds", type=int, nargs="*", default=list(range(10)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

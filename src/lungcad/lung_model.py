@@ -91,6 +91,21 @@ class LungModel:
             return "segmenter"
         return "detector" if self.spec.detection is not None else "classifier"
 
+    @property
+    def marks_nodules(self) -> bool:
+        """Whether this model marks nodules: a detector whose network gives cell maps."""
+        return self.kind == "detector" and hasattr(self.network, "cell_logits")
+
+    def cell_maps(self, batch: np.ndarray) -> np.ndarray:
+        """A detector's cell maps (N, 2, G, G) for preprocessed inputs (N, channels, size,
+        size): P(nodule) and P(malignant | nodule) per cell (uncalibrated)."""
+        import torch
+
+        with torch.inference_mode():
+            cells = self.network.cell_logits(
+                torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+            return torch.sigmoid(cells.float()).numpy()
+
     def prepare(self, image: np.ndarray, source: str = "image") -> np.ndarray:
         return self.spec.preprocessing.apply(image, source)
 

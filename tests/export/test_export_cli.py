@@ -124,5 +124,24 @@ def test_a_segmenter_is_refused_with_one_line(tmp_path, capsys):
 
     status = main(["export", "jsrt-lungs", "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err.strip()
-    assert status == 2 and "exports classifiers only" in err and len(err.splitlines()) == 1
+    assert status == 2 and "exports classifiers" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_detector_exports_to_onnx_only(tmp_path, capsys):
+    from detector_testing import save_detector_dir
+
+    from lungcad.cli import main
+
+    model = save_detector_dir(tmp_path / "detector")
+    status = main(["export", str(model), "--format", "torchscript", "--out",
+                   str(tmp_path / "m.pt")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "detectors to ONNX" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.pt").exists()
+    assert main(["export", str(model), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "max |p difference|" in capsys.readouterr().out
+    import json
+
+    block = json.loads((tmp_path / "m.onnx.json").read_text())["export"]
+    assert block["cells"] == "cells" and block["format"] == "lungcad-export/2"

@@ -57,3 +57,24 @@ def test_serve_onnx_runtime_matches_torch(ct_model_dir, jsrt_images, tmp_path):
         assert a["label"] == b["label"]
         for cls, p in a["probabilities"].items():
             assert b["probabilities"][cls] == pytest.approx(p, abs=1e-4)
+
+
+def test_bundled_detector_marks_the_same_on_onnx_runtime(jsrt_images):
+    """The bundled jsrt-nodules on ONNX Runtime (exported on the fly, with its cell maps): the
+    same marks as on PyTorch, each within one pixel, the same scores, malignancy and image
+    probability."""
+    from lungcad import load_model
+    from lungcad.detection.detect import detect
+
+    on_torch, on_onnx = load_model("jsrt-nodules"), load_model("jsrt-nodules", runtime="onnx")
+    assert on_onnx.network is None and on_onnx.marks_nodules
+    for path in jsrt_images:
+        a, b = detect(on_torch, path), detect(on_onnx, path)
+        assert len(a) == len(b) == on_torch.spec.detection["marks"]["peaks"]
+        for fa, fb in zip(a, b):
+            assert abs(fa.x - fb.x) <= 1 and abs(fa.y - fb.y) <= 1
+            assert fb.score == pytest.approx(fa.score, abs=1e-4)
+            assert fb.malignancy == pytest.approx(fa.malignancy, abs=1e-4)
+            assert fb.radius_mm == pytest.approx(fa.radius_mm, abs=0.5)
+        assert b.nodule_probability == pytest.approx(a.nodule_probability, abs=1e-4)
+        assert b.malignancy_age_sex == pytest.approx(a.malignancy_age_sex, abs=1e-4)

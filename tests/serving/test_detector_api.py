@@ -97,30 +97,59 @@ def test_classifier_answer_has_no_findings(detector_client):
     assert "findings" not in body and "findings_error" not in body
 
 
-def test_detector_on_onnx_runtime_says_marks_need_torch(detector, detector_client,
-                                                       tmp_path_factory):
-    """On ONNX Runtime (no PyTorch network): the same probabilities, and why there are no
-    marks."""
+def _onnx_client(model, cache):
     from fastapi.testclient import TestClient
 
     from lungcad.serving import ServeSettings, create_app
 
-    image = synthetic_image()
     with pytest.MonkeyPatch.context() as patch:
-        # The model directory is exported on the fly; keep that cache out of the home folder.
-        patch.setenv("LUNGCAD_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        app = create_app([str(detector.directory)], ServeSettings(runtime="onnx", threads=1))
-    with TestClient(app, base_url=LOCAL) as client:
+        # A model directory is exported on the fly; keep that cache out of the home folder.
+        patch.setenv("LUNGCAD_CACHE_DIR", str(cache))
+        app = create_app([str(model)], ServeSettings(runtime="onnx", threads=1))
+    return TestClient(app, base_url=LOCAL)
+
+
+def test_detector_on_onnx_runtime_marks_as_on_torch(detector, detector_client,
+                                                    tmp_path_factory):
+    """On ONNX Runtime the export's cell maps give the same marks, scores and probabilities."""
+    image = synthetic_image(seed=5)
+    with no_lung_model(), _onnx_client(detector.directory,
+                                       tmp_path_factory.mktemp("cache")) as client:
         described = client.get("/api/v1/models").json()["models"][0]
         body = _post(client, image)
     assert described["runtime"] == "onnx" and described["kind"] == "detector"
-    assert described["marks"] is False
-    assert "findings" not in body
-    assert "torch runtime" in body["findings_error"]
-    assert any("torch runtime" in note for note in body["image"]["notes"])
-    # the image-level output is the strongest cell on both runtimes
+    assert described["marks"] is True and "findings_error" not in body
     torch_body = _post(detector_client, image)
     assert body["probabilities"] == pytest.approx(torch_body["probabilities"], abs=1e-4)
+    assert len(body["findings"]) == len(torch_body["findings"]) >= 1
+    for a, b in zip(body["findings"], torch_body["findings"]):
+        assert abs(a["x"] - b["x"]) <= 1 and abs(a["y"] - b["y"]) <= 1
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+        assert a["malignancy"] == pytest.approx(b["malignancy"], abs=1e-4)
+
+
+def test_an_onnx_file_without_cell_maps_says_why_it_gives_no_marks(detector, tmp_path):
+    """An ONNX export made before detectors carried their cell maps: probabilities, no marks,
+    and the answer says why and what to do."""
+    import onnx
+
+    from lungcad.export.common import CELLS_NAME
+    from lungcad.export.onnx_export import export_onnx
+
+    path = tmp_path / "old.onnx"
+    export_onnx(detector, path)
+    proto = onnx.load(str(path))
+    kept = [o for o in proto.graph.output if o.name != CELLS_NAME]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    onnx.save(proto, str(path))
+    with _onnx_client(path, tmp_path / "cache") as client:
+        described = client.get("/api/v1/models").json()["models"][0]
+        body = _post(client, synthetic_image(), model=described["id"])
+    assert described["marks"] is False and "findings" not in body
+    assert "no cell maps" in body["findings_error"] and "lungcad export" in body["findings_error"]
+    assert any("no cell maps" in note for note in body["image"]["notes"])
+    assert 0.0 <= body["probabilities"]["nodule"] <= 1.0
 
 
 def test_openapi_describes_findings(detector_client):

@@ -7,7 +7,9 @@ from pathlib import Path
 
 DESCRIPTION = """\
 Export a model to ONNX (default) or TorchScript. The file takes preprocessed images
-(batch, channels, size, size; any batch size) and gives class probabilities (batch, classes).
+(batch, channels, size, size; any batch size) and gives class probabilities (batch, classes);
+a detector's ONNX file also gives its cell maps (output "cells"), so lungcad marks nodules on
+ONNX Runtime as it does on PyTorch (detectors export to ONNX only).
 The model.json (preprocessing, classes, threshold), the model card and the export details travel
 inside the file (ONNX metadata_props, TorchScript _extra_files) and beside it as FILE.json.
 
@@ -51,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.tolerance > 0:
         raise LungcadError(f"--tolerance must be positive, not {args.tolerance}")
     model = load_model(args.model)
-    if model.kind != "classifier":
-        raise LungcadError(f"{args.model} is a {model.kind}: lungcad exports classifiers only "
-                           "(their class probabilities are what the equivalence check compares)")
+    if model.kind == "segmenter" or (model.kind == "detector" and args.fmt != "onnx"):
+        raise LungcadError(f"{args.model} is a {model.kind}: lungcad exports classifiers, and "
+                           "detectors to ONNX (with their cell maps, from which the marks are "
+                           "drawn), only")
     if args.fmt == "onnx":
         from lungcad.export.onnx_export import DEFAULT_OPSET, export_onnx
 

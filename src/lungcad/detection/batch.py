@@ -81,9 +81,9 @@ class DetectionLog:
 
 
 def marks_images(model) -> bool:
-    """Whether ``model`` marks nodules here: a detector on the torch runtime (ONNX Runtime
-    gives a detector's image-level probabilities only)."""
-    return getattr(model, "kind", None) == "detector" and hasattr(model.network, "cell_logits")
+    """Whether ``model`` marks nodules here: a detector with cell maps, on the torch runtime or
+    exported with them (``lungcad export`` writes a detector's cell maps as a second output)."""
+    return bool(getattr(model, "marks_nodules", False))
 
 
 def detect_arrays(model, arrays: Sequence[np.ndarray], names: Sequence[str], metas: Sequence,

@@ -76,20 +76,19 @@ def detect_image(model, image: np.ndarray, source: str = "image",
                  settings: MarkSettings | None = None, lungs=None) -> Detection:
     """Marks on ``image`` (2-D, [0, 1]) by the detector ``model`` (a :class:`LungModel`), inside
     the lung mask of the segmenter ``lungs`` (a LungModel; None: anywhere, with a warning)."""
-    import torch
-
     from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 
-    network = model.network
-    if not hasattr(network, "cell_logits"):
-        raise LungcadError(f"{model.spec.name} is not a detector: it has no cell maps to mark")
+    if not getattr(model, "marks_nodules", False):
+        why = ("its ONNX file has no cell maps (exported by an older lungcad): export it again "
+               "with `lungcad export`, or use --runtime torch"
+               if getattr(model, "kind", None) == "detector" else "it has no cell maps to mark")
+        raise LungcadError(f"{model.spec.name} cannot mark nodules: {why}")
     if settings is None:
         settings = MarkSettings.from_mapping((model.spec.detection or {}).get("marks"))
     image = np.asarray(image, dtype=np.float32)
     prepared = model.prepare(image, source)
-    with torch.inference_mode():
-        cells = torch.sigmoid(network.cell_logits(torch.from_numpy(prepared[None])).float())
-    nodule, malignant = cells[0, 0].numpy(), cells[0, 1].numpy()
+    cells = model.cell_maps(prepared[None])
+    nodule, malignant = cells[0, 0], cells[0, 1]
     warnings: list[str] = []
     if spacing_mm is not None:
         mm_per_pixel = float(np.sqrt(float(spacing_mm[0]) * float(spacing_mm[1])))
@@ -104,6 +103,7 @@ def detect_image(model, image: np.ndarray, source: str = "image",
         lung_mask = segmentation.mask
         warnings += segmentation.warnings
     allowed = allowed_cells(lung_mask, nodule.shape, mm_per_pixel, settings.lung_margin_mm)
+    network = model.network
     if hasattr(network, "candidate_scores"):   # a two-stage detector: candidates, re-scored
         from lungcad.detection.second_stage import SecondStageSettings, rescored
 

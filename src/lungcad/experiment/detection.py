@@ -28,8 +28,8 @@ def score_test_detections(model, view, fold_dir: Path) -> pd.DataFrame:
     from lungcad.prediction import dataset_input, predict_input
 
     if not marks_images(model):
-        raise LungcadError(f"{model.spec.name} does not mark nodules (a detector on the torch "
-                           "runtime does)")
+        raise LungcadError(f"{model.spec.name} does not mark nodules (a detector with cell maps "
+                           "does)")
     result = predict_input(model, dataset_input(view.manifest, view.task, list(view.test),
                                                 fold=view.fold), progress=False)
     if result.failures:

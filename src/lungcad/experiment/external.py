@@ -59,8 +59,8 @@ def _score_model(model_dir: Path, manifest, truth, out: Path, n_bootstrap: int,
 
     model = load_model(model_dir)
     if not marks_images(model):
-        raise LungcadError(f"--external scores marks: {model_dir} is not a detector on the torch "
-                           "runtime")
+        raise LungcadError(f"--external scores marks: {model_dir} is not a detector with cell maps "
+                           "(a nodule detector)")
     rows = manifest.table
     inp = PredictionInput(files=[manifest.image_path(p) for p in rows["path"]],
                           keys=rows["path"].tolist(),

@@ -14,6 +14,7 @@ import numpy as np
 
 from lungcad.disclaimer import SHORT_DISCLAIMER
 from lungcad.errors import LungcadError
+from lungcad.detection.batch import marks_images
 from lungcad.detection.detect import detect
 from lungcad.domain.check import predict_image
 from lungcad.explain.render import draw_text, overlay, png_bytes
@@ -124,7 +125,7 @@ def detector_marks(model, loaded):
     """A detector's :class:`~lungcad.detection.detect.Detection` of a loaded image (its own
     spacing and modality), or None for a model that does not mark nodules here (a classifier,
     or a detector without its PyTorch network)."""
-    if getattr(model, "kind", None) != "detector" or not hasattr(model.network, "cell_logits"):
+    if not marks_images(model):
         return None
     return detect(model, loaded.array, loaded.meta.pixel_spacing_mm, loaded.meta.modality)
 

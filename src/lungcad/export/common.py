@@ -17,11 +17,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from lungcad.lung_model import LungModel
     from lungcad.model_dir import ModelSpec
 
-EXPORT_FORMAT = "lungcad-export/1"
+EXPORT_FORMAT = "lungcad-export/2"  # 2: a detector's export has its cell maps (CELLS_NAME)
 CHECK_BATCH_SIZES = (1, 3)
 TRACE_BATCH_SIZE = 2  # neither 1 nor a checked size, so no size can be baked in unnoticed
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
+CELLS_NAME = "cells"  # a detector's second output: (N, 2, G, G) P(nodule), P(malignant | nodule)
 # Keys of the metadata stored in the file (ONNX metadata_props, TorchScript _extra_files).
 MODEL_JSON_KEY = "lungcad.model_json"
 CARD_KEY = "lungcad.model_card"
@@ -63,6 +64,36 @@ def probability_network(network):
             return logits_to_probs(self.inner(image).float())
 
     return ProbabilityNetwork(network).eval()
+
+
+def detector_network(model: "LungModel"):
+    """A detector's graph: ``(probabilities, cells)``, the class probabilities (N, C) as
+    :func:`probability_network` gives them and the cell maps (N, 2, G, G) that
+    :meth:`LungModel.cell_maps` gives, from one pass. Refused, with the reason, for a two-stage
+    detector (its second stage scores patches cut around each candidate, which this graph does
+    not hold)."""
+    import torch
+    from torch import nn
+
+    from lungcad.models import logits_to_probs
+
+    network = model.network
+    if hasattr(network, "candidate_scores"):
+        raise LungcadError(
+            f"{model.spec.name} is a two-stage detector ({model.spec.architecture}): its second "
+            "stage, which re-scores patches around each candidate, does not export yet; run it "
+            "with --runtime torch")
+
+    class DetectorNetwork(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, image):
+            logits, cells = self.inner.logits_and_cells(image)
+            return logits_to_probs(logits.float()), torch.sigmoid(cells.float())
+
+    return DetectorNetwork(network).eval()
 
 
 def check_inputs(spec: "ModelSpec", batch_sizes: Sequence[int] = CHECK_BATCH_SIZES,
@@ -135,6 +166,9 @@ def export_block(model: "LungModel", fmt: str, **details) -> dict:
                           "channels repeated (see model.json preprocessing)",
             "output": OUTPUT_NAME, "output_shape": ["batch", len(spec.classes)],
             "output_note": "class probabilities in the order of model.json classes",
+            **({"cells": CELLS_NAME, "cells_note": "a detector's cell maps (batch, 2, G, G): "
+                "P(nodule) and P(malignant | nodule) per cell, G = size / 16; lungcad marks "
+                "nodules from them (lungcad.detection.marks)"} if model.marks_nodules and fmt == "onnx" else {}),
             "weights_sha256": weights_sha256(model), "torch": torch.__version__,
             "lungcad": __version__, "python": platform.python_version(), **details}
 

@@ -1,8 +1,10 @@
 """``lungcad export MODEL --format onnx``: a self-contained ONNX file, checked against PyTorch.
 
 The graph is the network followed by its sigmoid / softmax: input ``image`` (N, channels, size,
-size) of preprocessed images, output ``probabilities`` (N, classes); only the batch axis is
-dynamic, as preprocessing always resizes to the model's size. The model.json, the model card and
+size) of preprocessed images, output ``probabilities`` (N, classes); a detector's graph has a
+second output, ``cells`` (N, 2, G, G), its cell maps, from which lungcad draws the marks on ONNX
+Runtime as on PyTorch. Only the batch axis is dynamic, as preprocessing always resizes to the
+model's size. The model.json, the model card and
 the export details travel inside the file as ``metadata_props`` (keys in
 :mod:`lungcad.export.common`), so ``lungcad.load_model(FILE, runtime="onnx")`` needs nothing
 else.
@@ -21,11 +23,11 @@ import warnings
 from pathlib import Path
 
 from lungcad.errors import LungcadError
-from lungcad.export.common import (CARD_KEY, CHECK_BATCH_SIZES, DEFAULT_TOLERANCE, EXPORT_KEY,
-                                   INPUT_NAME, MODEL_JSON_KEY, OUTPUT_NAME, TRACE_BATCH_SIZE,
-                                   ExportReport, check_inputs, check_output_path,
-                                   compare_probabilities, export_block, probability_network,
-                                   write_sidecar)
+from lungcad.export.common import (CARD_KEY, CELLS_NAME, CHECK_BATCH_SIZES, DEFAULT_TOLERANCE,
+                                   EXPORT_KEY, INPUT_NAME, MODEL_JSON_KEY, OUTPUT_NAME,
+                                   TRACE_BATCH_SIZE, ExportReport, check_inputs, check_output_path,
+                                   compare_probabilities, detector_network, export_block,
+                                   probability_network, write_sidecar)
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 14  # LSTM, attention and the heads' ops need at least this
@@ -41,6 +43,10 @@ def onnx_proto(model, opset: int = DEFAULT_OPSET):
                            f"(default {DEFAULT_OPSET})")
     spec = model.spec
     example = torch.from_numpy(check_inputs(spec, (TRACE_BATCH_SIZE,), seed=1)[0])
+    if model.marks_nodules:
+        network, outputs = detector_network(model), [OUTPUT_NAME, CELLS_NAME]
+    else:
+        network, outputs = probability_network(model.network), [OUTPUT_NAME]
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -48,9 +54,9 @@ def onnx_proto(model, opset: int = DEFAULT_OPSET):
             # below, not these generic warnings, decides whether the export is right.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                probability_network(model.network), (example,), buffer, dynamo=False,
-                opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                network, (example,), buffer, dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]},
                 do_constant_folding=True)
     except Exception as exc:  # noqa: BLE001 - unsupported ops, bad opset: the user's to change
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -59,8 +65,10 @@ def onnx_proto(model, opset: int = DEFAULT_OPSET):
     proto = onnx.load_from_string(buffer.getvalue())
     proto.doc_string = (f"lungcad model {spec.name}@{spec.version} ({spec.architecture}, task "
                         f"{spec.task}): input '{INPUT_NAME}' preprocessed images, output "
-                        f"'{OUTPUT_NAME}' for classes {spec.classes}. Research software, not a "
-                        "medical device.")
+                        f"'{OUTPUT_NAME}' for classes {spec.classes}"
+                        + (f", output '{CELLS_NAME}' the cell maps P(nodule), P(malignant | "
+                           "nodule)" if model.marks_nodules else "")
+                        + ". Research software, not a medical device.")
     onnx.checker.check_model(proto)
     return proto
 
@@ -102,9 +110,14 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET,
                          **_onnx_versions())
     proto = onnx_proto(model, opset)
     session = onnx_session(proto.SerializeToString())
+    what = f"the ONNX export of {spec_dict['name']} ({spec_dict['architecture']})"
     worst = compare_probabilities(
         model.predict_batch, lambda b: session.run([OUTPUT_NAME], {INPUT_NAME: b})[0],
-        check_inputs(model.spec), tolerance, f"the ONNX export of {spec_dict['name']} ({spec_dict['architecture']})")
+        check_inputs(model.spec), tolerance, what)
+    if model.marks_nodules:  # the marks come from the cell maps: they must agree too
+        worst = max(worst, compare_probabilities(
+            model.cell_maps, lambda b: session.run([CELLS_NAME], {INPUT_NAME: b})[0],
+            check_inputs(model.spec), tolerance, f"{what} (its cell maps)"))
     block = {**block, "max_abs_diff": worst, "check_batch_sizes": list(CHECK_BATCH_SIZES),
              "tolerance": tolerance, "export_seconds": round(time.perf_counter() - started, 2)}
     metadata = {MODEL_JSON_KEY: json.dumps(spec_dict), EXPORT_KEY: json.dumps(block)}

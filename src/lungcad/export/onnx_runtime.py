@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from lungcad.errors import LungcadError
-from lungcad.export.common import CARD_KEY, EXPORT_KEY, INPUT_NAME, MODEL_JSON_KEY, OUTPUT_NAME
+from lungcad.export.common import (CARD_KEY, CELLS_NAME, EXPORT_FORMAT, EXPORT_KEY, INPUT_NAME,
+                                   MODEL_JSON_KEY, OUTPUT_NAME)
 from lungcad.hashing import file_sha256
 from lungcad.lung_model import LungModel, read_model_dir
 from lungcad.model_dir import SPEC_FILE, ModelSpec, read_spec, weights_path
@@ -59,6 +60,21 @@ class OnnxLungModel(LungModel):
         """Probabilities (N, C) for preprocessed inputs (N, channels, size, size)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+
+    @property
+    def marks_nodules(self) -> bool:
+        """A detector exported with its cell maps (``lungcad export`` writes them since export
+        format 2; an older file gives the image-level probabilities only)."""
+        return self.kind == "detector" and CELLS_NAME in {o.name for o in self.session.get_outputs()}
+
+    def cell_maps(self, batch: np.ndarray) -> np.ndarray:
+        """The detector's cell maps (N, 2, G, G), as :meth:`LungModel.cell_maps` gives them."""
+        if not self.marks_nodules:
+            raise LungcadError(f"{self.path or self.spec.name} has no cell maps (an export made "
+                               "before lungcad marked nodules on ONNX Runtime, or not a "
+                               "detector): export it again with `lungcad export`")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run([CELLS_NAME], {INPUT_NAME: batch})[0]
 
 
 def _check_session_fits(session, spec: ModelSpec, path: Path | None) -> None:
@@ -121,7 +137,7 @@ def _cache_key(directory: Path, opset: int) -> str:
     digest = hashlib.sha256()
     digest.update((directory / SPEC_FILE).read_bytes())
     digest.update(weights_path(directory, read_spec(directory)).read_bytes())
-    digest.update(f"opset={opset} torch={torch.__version__}".encode())
+    digest.update(f"opset={opset} torch={torch.__version__} {EXPORT_FORMAT}".encode())
     return digest.hexdigest()[:32]
 
 

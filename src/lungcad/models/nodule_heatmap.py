@@ -182,6 +182,12 @@ class NoduleHeatmapLite0(nn.Module):
         """(N, 1, H/16, W/16) cell logits of the chosen output."""
         return output_map(self.cell_logits(x), self.output)
 
+    def logits_and_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward``'s image logits and ``cell_logits``'s maps from one pass (the exported
+        detector's two outputs; the one-output network only)."""
+        cells = self.cell_logits(x)
+        return torch.amax(output_map(cells, self.output), dim=(2, 3)).reshape(-1, 1), cells
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.class_cells is not None:
             f8, f16 = self.frozen_features(x)

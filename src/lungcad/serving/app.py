@@ -164,8 +164,9 @@ def create_app(models: Sequence[Any], settings: ServeSettings | None = None) -> 
         assumed pixel spacing...), the image-only `malignancy` and, where the model has an
         age/sex model, `malignancy_age_sex` (from the `age` and `sex` fields, else the DICOM's
         PatientAge/PatientSex; `age_sex_note` says which were missing); nonsense ages or
-        sexes are refused (422). Served on ONNX Runtime it gives no marks: `findings_error`
-        (and a note) says they need the torch runtime. A classifier's answer has no `findings`.
+        sexes are refused (422). Served on ONNX Runtime it marks nodules the same way, from
+        the exported cell maps; an ONNX file without them (an older export) gives no marks, and
+        `findings_error` (and a note) says why. A classifier's answer has no `findings`.
 
         A **segmentation model** (`kind` "segmenter" in `/api/v1/models`) answers with
         `{"kind": "segmentation", "plausible", "measures", "warnings", "mask_png",

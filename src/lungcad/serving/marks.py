@@ -4,8 +4,10 @@
 in the uploaded image's own pixel coordinates (x = column, y = row, 0 at the centre of the first
 pixel; ``image.width`` / ``image.height`` give the frame), with ``mm_per_pixel`` (the spacing the
 radii were measured with) and ``findings_warnings`` (an assumed spacing, no lung model...).
-A detector served on ONNX Runtime gives the probabilities only: ``findings_error`` says that
-marks need the torch runtime. A classifier's or segmenter's answer has no ``findings`` key.
+A detector served on ONNX Runtime marks nodules as on PyTorch (``lungcad export`` writes its cell
+maps as a second output); an ONNX file without them (exported by an older lungcad) gives the
+probabilities only, and ``findings_error`` says why. A classifier's or segmenter's answer has no
+``findings`` key.
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ from __future__ import annotations
 from lungcad.errors import LungcadError
 from lungcad.serving.service import ApiError, ServedModel, predict_payload
 
-MARKS_NEED_TORCH = ("no nodule marks: this detector runs on ONNX Runtime, which gives its "
-                    "image-level probabilities only; marks need the torch runtime (serve it "
-                    "with --runtime torch)")
+MARKS_NEED_CELLS = ("no nodule marks: this detector's ONNX file has no cell maps (it was "
+                    "exported by an older lungcad), so it gives image-level probabilities only; "
+                    "export it again with `lungcad export`, or serve it with --runtime torch")
 
 
 def detector_payload(served: ServedModel, loaded, age=None, sex=None) -> dict:
     """The JSON answer of a detector for one decoded image (without heatmap); ``age``/``sex``
     as the request gives them (else the DICOM's tags)."""
     model = served.model
-    if not served.marks:  # ONNX Runtime: no PyTorch network, no cell maps
+    if not served.marks:  # an ONNX file without the cell maps
         payload = predict_payload(served, loaded)
-        payload["findings_error"] = MARKS_NEED_TORCH
-        payload["image"]["notes"].append(MARKS_NEED_TORCH)
+        payload["findings_error"] = MARKS_NEED_CELLS
+        payload["image"]["notes"].append(MARKS_NEED_CELLS)
         return payload
     try:
         prediction, detection = detect_once(model, loaded, age, sex)

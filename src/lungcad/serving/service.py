@@ -120,7 +120,7 @@ class ServedModel:
 
     @property
     def marks(self) -> bool:
-        """Whether this model marks nodules as served (a detector on the torch runtime)."""
+        """Whether this model marks nodules as served (a detector with its cell maps)."""
         from lungcad.detection.batch import marks_images
 
         return marks_images(self.model)
