@@ -6,7 +6,7 @@ Median and maximum over ``--repeats`` passes per image (after one warm-up pass),
 JSRT PNG (from ``--jsrt``, where the shared data are present) and on the pydicom sample
 RG1_UNCI.dcm (1955 x 1841 px). Goal: at most 1 s per radiograph on the CPU.
 
-    .venv/bin/python benchmarks/detector_latency.py [--threads 2] [--repeats 5]
+    .venv/bin/python benchmarks/detector_latency.py [--threads 2] [--repeats 5] [--runtime onnx]
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def main() -> int:
     parser.add_argument("--model", default="jsrt-nodules")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                        help="the detector's network on PyTorch or ONNX Runtime (exported on the "
+                             "fly with its cell maps; the lung segmenter stays on PyTorch)")
     parser.add_argument("--jsrt", type=Path,
                         default=Path(__file__).resolve().parents[2] / "shared/data/jsrt")
     args = parser.parse_args()
@@ -40,13 +43,15 @@ def main() -> int:
     from lungcad.io import load_image
 
     torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    model = load_model(args.model, args.runtime,
+                       threads=args.threads if args.runtime == "onnx" else None)
     samples = [Path(get_testdata_file("RG1_UNCI.dcm"))]
     jsrt = sorted((args.jsrt / "images").glob("JPCLN*.png"))[:1]
     samples = jsrt + samples
-    print(describe(("torch",)))
+    print(describe(("torch", "onnxruntime") if args.runtime == "onnx" else ("torch",)))
     print(provisional_note())
-    print(f"{args.model}, {args.threads} thread(s), {args.repeats} timed passes per image")
+    print(f"{args.model} on {args.runtime}, {args.threads} thread(s), {args.repeats} timed "
+          "passes per image")
     for path in samples:
         times = []
         for k in range(args.repeats + 1):
@@ -55,7 +60,7 @@ def main() -> int:
             check = screen(model, [loaded.array], [path.name], [loaded.meta.modality])[0]
             detection = model.detect(loaded.array, loaded.meta.pixel_spacing_mm,
                                      loaded.meta.modality)
-            model.calibrate(image_probabilities(detection, model.network.output)[None])
+            model.calibrate(image_probabilities(detection, model.map_output)[None])
             if k:
                 times.append(time.perf_counter() - start)
         median = statistics.median(times)

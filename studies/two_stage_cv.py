@@ -65,6 +65,10 @@ def run_fold(args, k: int, manifest, truth, log) -> pd.DataFrame:
     t0 = time.time()
     train_c, test_c = (training_candidates(stage1, manifest, list(paths), load_mask, SIZE, MM,
                                            second, 20.0) for paths in (view.train, view.test))
+    if args.blobs:
+        blobs = blob_table(args, manifest, load_image, load_mask)
+        train_c, test_c = (with_blobs(stage1, manifest, c, blobs, args.blobs)
+                           for c in (train_c, test_c))
     images, samples = training_samples(manifest, view.train, list(view.val) + list(view.test),
                                        train_c, load_image, load_mask, SIZE, MM,
                                        args.negatives, args.synthetic_copies, args.seed, log)
@@ -87,6 +91,50 @@ def run_fold(args, k: int, manifest, truth, log) -> pd.DataFrame:
     test_c["fold"] = k
     log(f"fold {k}: done in {time.time() - t0:.0f} s")
     return test_c
+
+
+def blob_table(args, manifest, load_image, load_mask) -> pd.DataFrame:
+    """Every image's blob candidates (the dot filter at 5-30 mm inside the dilated lungs;
+    nothing fitted, so the same for every fold), computed once into OUT/blobs.csv."""
+    from lungcad.detection.candidates import blob_candidates
+
+    cache = args.out / "blobs.csv"
+    if not cache.is_file():
+        frames = [blob_candidates(load_image(p), load_mask(p), MM, limit=3 * args.blobs)
+                  .assign(path=p) for p in manifest.paths]
+        pd.concat(frames, ignore_index=True).to_csv(cache, index=False)
+    return pd.read_csv(cache)
+
+
+def with_blobs(stage1, manifest, candidates: pd.DataFrame, blobs: pd.DataFrame,
+               extra: int) -> pd.DataFrame:
+    """``candidates`` (stage 1's maxima) plus, per image, up to ``extra`` blob candidates at
+    least 10 mm from every candidate already there (strongest blob first); a blob's ``p1`` is
+    stage 1's cell probability where it lies."""
+    from lungcad.models.nodule_heatmap import cell_probabilities
+    from lungcad.training import nodule_heatmap
+
+    paths = list(dict.fromkeys(candidates["path"]))
+    maps = cell_probabilities(stage1, nodule_heatmap._features_for(stage1, manifest, paths,
+                                                                   SIZE, None))
+    out = []
+    for path, cells in zip(paths, maps):
+        mine = candidates[candidates["path"] == path]
+        xy = mine[["x", "y"]].to_numpy(float)
+        added = []
+        for b in blobs[blobs["path"] == path].sort_values("rank").itertuples():
+            if len(added) >= extra:
+                break
+            if len(xy) and (np.hypot(xy[:, 0] - b.x, xy[:, 1] - b.y) * MM < 10.0).any():
+                continue
+            grid = cells.shape[-1]
+            p1 = float(cells[0, min(int(b.y * grid / SIZE), grid - 1),
+                             min(int(b.x * grid / SIZE), grid - 1)])
+            added.append({"path": path, "x": b.x, "y": b.y, "radius_mm": b.radius_mm,
+                          "score": p1, "p1": p1})
+            xy = np.vstack([xy, [b.x, b.y]])
+        out += [mine, pd.DataFrame(added)]
+    return pd.concat([f for f in out if len(f)], ignore_index=True)
 
 
 def final_marks(candidates: pd.DataFrame, score) -> pd.DataFrame:
@@ -119,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--synthetic-copies", type=int, default=2)
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--blobs", type=int, default=0,
+                        help="blob candidates added per image to stage 1's (0: none)")
     parser.add_argument("--side", type=int, default=32, help="patch side in pixels")
     parser.add_argument("--context-mm", type=float, nargs="+", default=[24.0, 48.0],
                         help="the patches' fields of view (one channel each)")

@@ -96,6 +96,13 @@ class LungModel:
         """Whether this model marks nodules: a detector whose network gives cell maps."""
         return self.kind == "detector" and hasattr(self.network, "cell_logits")
 
+    @property
+    def map_output(self) -> str:
+        """Which of a detector's maps its image-level probability reads: ``nodule`` (the
+        strongest P(nodule) cell) or ``malignant`` (P(nodule) * P(malignant | nodule))."""
+        default = (self.spec.architecture_args or {}).get("output", "nodule")
+        return str(getattr(self.network, "output", default))
+
     def cell_maps(self, batch: np.ndarray) -> np.ndarray:
         """A detector's cell maps (N, 2, G, G) for preprocessed inputs (N, channels, size,
         size): P(nodule) and P(malignant | nodule) per cell (uncalibrated)."""

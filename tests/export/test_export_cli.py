@@ -141,7 +141,54 @@ def test_a_detector_exports_to_onnx_only(tmp_path, capsys):
     assert not (tmp_path / "m.pt").exists()
     assert main(["export", str(model), "--out", str(tmp_path / "m.onnx")]) == 0
     assert "max |p difference|" in capsys.readouterr().out
-    import json
-
     block = json.loads((tmp_path / "m.onnx.json").read_text())["export"]
     assert block["cells"] == "cells" and block["format"] == "lungcad-export/2"
+
+
+def test_an_onnx_detector_reads_the_map_its_model_json_names(tmp_path):
+    """A detector whose image probability is P(nodule) * P(malignant | nodule) (``output:
+    malignant``): on ONNX Runtime, where there is no network to ask, the model.json says which
+    map the image-level probability reads, so both runtimes agree."""
+    from dataclasses import replace
+
+    from detector_testing import detector_network, save_detector_dir
+
+    from lungcad import load_model
+    from lungcad.detection.batch import image_probabilities
+    from lungcad.detection.detect import detect
+    from lungcad.model_dir import read_spec, save_model_dir
+
+    folder = save_detector_dir(tmp_path / "nodule")
+    spec = read_spec(folder)
+    spec = replace(spec, architecture_args={**spec.architecture_args, "output": "malignant"})
+    network = detector_network()
+    network.output = "malignant"
+    save_model_dir(tmp_path / "malignant", network, spec, card="# test\n")
+    on_torch = load_model(tmp_path / "malignant")
+    on_onnx = load_model(tmp_path / "malignant", runtime="onnx")
+    assert on_torch.map_output == on_onnx.map_output == "malignant"
+    image = np.random.default_rng(3).random((128, 128)).astype(np.float32)
+    a, b = (detect(m, image, lungs=None) for m in (on_torch, on_onnx))
+    pa, pb = (image_probabilities(d, m.map_output) for d, m in ((a, on_torch), (b, on_onnx)))
+    assert pa[1] == pytest.approx(a.malignancy) and pa[1] != pytest.approx(a.nodule_probability)
+    np.testing.assert_allclose(pb, pa, atol=1e-4)
+    # and the network's own forward (the exported probabilities) reads the same map
+    np.testing.assert_allclose(on_onnx.predict_proba([image])[0], pa, atol=1e-4)
+
+
+def test_a_two_stage_detector_is_refused_with_the_reason(tmp_path, capsys):
+    from dataclasses import replace
+
+    from detector_testing import save_detector_dir
+
+    from lungcad.model_dir import read_spec, save_model_dir
+    from lungcad.models import create_model
+
+    spec = read_spec(save_detector_dir(tmp_path / "one"))
+    spec = replace(spec, architecture="nodule-two-stage-lite0")
+    network = create_model("nodule-two-stage-lite0", 2, head_channels=8, pretrained=False)
+    save_model_dir(tmp_path / "two", network, spec, card="# test\n")
+    assert main(["export", str(tmp_path / "two"), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "two-stage detector" in err and "--runtime torch" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "m.onnx").exists()

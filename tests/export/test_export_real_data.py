@@ -78,3 +78,17 @@ def test_bundled_detector_marks_the_same_on_onnx_runtime(jsrt_images):
             assert fb.radius_mm == pytest.approx(fa.radius_mm, abs=0.5)
         assert b.nodule_probability == pytest.approx(a.nodule_probability, abs=1e-4)
         assert b.malignancy_age_sex == pytest.approx(a.malignancy_age_sex, abs=1e-4)
+
+
+def test_bundled_malignancy_model_on_onnx_reads_its_own_map(jsrt_images, tmp_path):
+    """jsrt-malignant (the nodule-heatmap network, its image probability read from P(nodule) *
+    P(malignant | nodule)): `lungcad predict` gives the same probabilities on both runtimes."""
+    out = {}
+    for runtime in ("torch", "onnx"):
+        out[runtime] = tmp_path / f"{runtime}.csv"
+        assert main(["predict", "jsrt-malignant", *map(str, jsrt_images), "--runtime", runtime,
+                     "--out", str(out[runtime])]) == 0
+    a, b = pd.read_csv(out["torch"]), pd.read_csv(out["onnx"])
+    assert a["prob_malignant"].nunique() == len(jsrt_images)
+    np.testing.assert_allclose(b["prob_malignant"], a["prob_malignant"], atol=1e-4, rtol=0)
+    assert b["predicted_label"].tolist() == a["predicted_label"].tolist()

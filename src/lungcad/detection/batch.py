@@ -92,7 +92,7 @@ def detect_arrays(model, arrays: Sequence[np.ndarray], names: Sequence[str], met
     """Probabilities per image (None where it failed: added to ``failures``); the marks and the
     image-level figures go to ``log``. ``metas``: each image's ImageMeta (spacing, modality,
     patient); ``positions``: each image's row in the input."""
-    output = getattr(model.network, "output", "nodule")
+    output = model.map_output
     out: list[np.ndarray | None] = []
     for array, name, meta, position in zip(arrays, names, metas, positions):
         age, sex = log.patient(meta, position)

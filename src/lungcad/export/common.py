@@ -23,6 +23,10 @@ TRACE_BATCH_SIZE = 2  # neither 1 nor a checked size, so no size can be baked in
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 CELLS_NAME = "cells"  # a detector's second output: (N, 2, G, G) P(nodule), P(malignant | nodule)
+CELLS_BLOCK = {"cells": CELLS_NAME,
+               "cells_note": "a detector's cell maps (batch, 2, G, G): P(nodule) and "
+                             "P(malignant | nodule) per cell, G = size / 16; lungcad marks "
+                             "nodules from them (lungcad.detection.marks)"}
 # Keys of the metadata stored in the file (ONNX metadata_props, TorchScript _extra_files).
 MODEL_JSON_KEY = "lungcad.model_json"
 CARD_KEY = "lungcad.model_card"
@@ -166,9 +170,7 @@ def export_block(model: "LungModel", fmt: str, **details) -> dict:
                           "channels repeated (see model.json preprocessing)",
             "output": OUTPUT_NAME, "output_shape": ["batch", len(spec.classes)],
             "output_note": "class probabilities in the order of model.json classes",
-            **({"cells": CELLS_NAME, "cells_note": "a detector's cell maps (batch, 2, G, G): "
-                "P(nodule) and P(malignant | nodule) per cell, G = size / 16; lungcad marks "
-                "nodules from them (lungcad.detection.marks)"} if model.marks_nodules and fmt == "onnx" else {}),
+            **(CELLS_BLOCK if model.marks_nodules and fmt == "onnx" else {}),
             "weights_sha256": weights_sha256(model), "torch": torch.__version__,
             "lungcad": __version__, "python": platform.python_version(), **details}
 

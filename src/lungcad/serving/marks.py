@@ -53,7 +53,7 @@ def detect_once(model, loaded, age=None, sex=None):
     detection = detect(model, array, getattr(meta, "pixel_spacing_mm", None), modality,
                        age=getattr(meta, "patient_age", None) if age is None else age,
                        sex=getattr(meta, "patient_sex", None) if sex is None else sex)
-    probs = image_probabilities(detection, getattr(model.network, "output", "nodule"))
+    probs = image_probabilities(detection, model.map_output)
     prediction = model.prediction(model.calibrate(probs[None])[0], check)
     return prediction, detection
 
