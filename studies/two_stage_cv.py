@@ -98,12 +98,12 @@ def blob_table(args, manifest, load_image, load_mask) -> pd.DataFrame:
     nothing fitted, so the same for every fold), computed once into OUT/blobs.csv."""
     from lungcad.detection.candidates import blob_candidates
 
-    cache = args.out / "blobs.csv"
+    cache = args.blob_file or args.out / "blobs.csv"
     if not cache.is_file():
         frames = [blob_candidates(load_image(p), load_mask(p), MM, limit=3 * args.blobs)
                   .assign(path=p) for p in manifest.paths]
         pd.concat(frames, ignore_index=True).to_csv(cache, index=False)
-    return pd.read_csv(cache)
+    return pd.read_csv(cache, dtype={"path": str})
 
 
 def with_blobs(stage1, manifest, candidates: pd.DataFrame, blobs: pd.DataFrame,
@@ -169,6 +169,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--blobs", type=int, default=0,
                         help="blob candidates added per image to stage 1's (0: none)")
+    parser.add_argument("--blob-file", type=Path, default=None,
+                        help="the blob candidates of every image, if computed already (e.g. "
+                             "candidates-dot.csv of studies/candidate_recall.py)")
     parser.add_argument("--side", type=int, default=32, help="patch side in pixels")
     parser.add_argument("--context-mm", type=float, nargs="+", default=[24.0, 48.0],
                         help="the patches' fields of view (one channel each)")

@@ -97,6 +97,12 @@ class LungModel:
         return self.kind == "detector" and hasattr(self.network, "cell_logits")
 
     @property
+    def candidate_scorer(self):
+        """A two-stage detector's second stage (``candidate_scores(image, xy, mm_per_pixel)``:
+        P(nodule) of each stage-1 candidate), else None."""
+        return self.network if hasattr(self.network, "candidate_scores") else None
+
+    @property
     def map_output(self) -> str:
         """Which of a detector's maps its image-level probability reads: ``nodule`` (the
         strongest P(nodule) cell) or ``malignant`` (P(nodule) * P(malignant | nodule))."""

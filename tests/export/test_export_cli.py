@@ -176,19 +176,51 @@ def test_an_onnx_detector_reads_the_map_its_model_json_names(tmp_path):
     np.testing.assert_allclose(on_onnx.predict_proba([image])[0], pa, atol=1e-4)
 
 
-def test_a_two_stage_detector_is_refused_with_the_reason(tmp_path, capsys):
+def test_a_two_stage_detector_marks_the_same_on_onnx_runtime(tmp_path):
+    """A two-stage detector's ONNX file carries its patch classifier too: the fused marks on
+    ONNX Runtime are PyTorch's (positions within a pixel, scores within 1e-4)."""
     from dataclasses import replace
 
     from detector_testing import save_detector_dir
 
+    from lungcad import load_model
+    from lungcad.detection.detect import detect
+    from lungcad.export.onnx_stage2 import STAGE2_KEY
     from lungcad.model_dir import read_spec, save_model_dir
     from lungcad.models import create_model
 
     spec = read_spec(save_detector_dir(tmp_path / "one"))
-    spec = replace(spec, architecture="nodule-two-stage-lite0")
-    network = create_model("nodule-two-stage-lite0", 2, head_channels=8, pretrained=False)
+    args = {**spec.architecture_args, "patch_kind": "cnn", "patch_side": 24,
+            "context_mm": [20.0, 40.0]}
+    spec = replace(spec, architecture="nodule-two-stage-lite0", architecture_args=args,
+                   detection={**spec.detection, "second_stage": {"candidates": 12,
+                                                                 "candidate_distance_mm": 10.0}})
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    network = create_model("nodule-two-stage-lite0", 2, **args)
+    with torch.no_grad():
+        network.stage1.cells.bias.copy_(torch.tensor([1.0, 0.0]))
     save_model_dir(tmp_path / "two", network, spec, card="# test\n")
-    assert main(["export", str(tmp_path / "two"), "--out", str(tmp_path / "m.onnx")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "two-stage detector" in err and "--runtime torch" in err
-    assert len(err.splitlines()) == 1 and not (tmp_path / "m.onnx").exists()
+    assert main(["export", str(tmp_path / "two"), "--out", str(tmp_path / "m.onnx")]) == 0
+    on_torch, on_onnx = load_model(tmp_path / "two"), load_model(tmp_path / "m.onnx", "onnx")
+    assert on_onnx.marks_nodules and on_onnx.candidate_scorer is not None
+    image = np.random.default_rng(4).random((128, 128)).astype(np.float32)
+    a, b = detect(on_torch, image, lungs=None), detect(on_onnx, image, lungs=None)
+    assert len(a) == len(b) >= 2
+    for fa, fb in zip(a, b):
+        assert abs(fa.x - fb.x) <= 1 and abs(fa.y - fb.y) <= 1
+        assert fb.score == pytest.approx(fa.score, abs=1e-4)
+    # the fused scores are not stage 1's: the second stage ran on both runtimes
+    stage1 = sorted(on_torch.cell_maps(on_torch.prepare(image)[None])[0, 0].ravel())[::-1]
+    assert a.findings[0].score != pytest.approx(float(stage1[0]), abs=1e-3)
+    # a file whose second stage was stripped marks nothing rather than stage 1's maxima alone
+    import onnx
+
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != STAGE2_KEY]
+    del proto.metadata_props[:]
+    for key, value in kept:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(tmp_path / "stripped.onnx"))
+    assert not load_model(tmp_path / "stripped.onnx", "onnx").marks_nodules

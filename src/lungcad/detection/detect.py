@@ -103,8 +103,8 @@ def detect_image(model, image: np.ndarray, source: str = "image",
         lung_mask = segmentation.mask
         warnings += segmentation.warnings
     allowed = allowed_cells(lung_mask, nodule.shape, mm_per_pixel, settings.lung_margin_mm)
-    network = model.network
-    if hasattr(network, "candidate_scores"):   # a two-stage detector: candidates, re-scored
+    scorer = getattr(model, "candidate_scorer", None)
+    if scorer is not None:   # a two-stage detector: candidates, re-scored
         from lungcad.detection.second_stage import SecondStageSettings, rescored
 
         second = SecondStageSettings.from_mapping((model.spec.detection or {}).get("second_stage"))
@@ -112,7 +112,7 @@ def detect_image(model, image: np.ndarray, source: str = "image",
                          min_distance_mm=second.candidate_distance_mm)
         candidates = marks_from_cells(nodule, malignant, allowed, image.shape, mm_per_pixel,
                                       looked)
-        findings = rescored(network, prepared, candidates, image.shape, mm_per_pixel, settings)
+        findings = rescored(scorer, prepared, candidates, image.shape, mm_per_pixel, settings)
     else:
         findings = marks_from_cells(nodule, malignant, allowed, image.shape, mm_per_pixel,
                                     settings)

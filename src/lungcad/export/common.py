@@ -73,20 +73,12 @@ def probability_network(network):
 def detector_network(model: "LungModel"):
     """A detector's graph: ``(probabilities, cells)``, the class probabilities (N, C) as
     :func:`probability_network` gives them and the cell maps (N, 2, G, G) that
-    :meth:`LungModel.cell_maps` gives, from one pass. Refused, with the reason, for a two-stage
-    detector (its second stage scores patches cut around each candidate, which this graph does
-    not hold)."""
+    :meth:`LungModel.cell_maps` gives, from one pass (a two-stage detector's stage 1; its
+    patch classifier is exported apart: :mod:`lungcad.export.onnx_stage2`)."""
     import torch
     from torch import nn
 
     from lungcad.models import logits_to_probs
-
-    network = model.network
-    if hasattr(network, "candidate_scores"):
-        raise LungcadError(
-            f"{model.spec.name} is a two-stage detector ({model.spec.architecture}): its second "
-            "stage, which re-scores patches around each candidate, does not export yet; run it "
-            "with --runtime torch")
 
     class DetectorNetwork(nn.Module):
         def __init__(self, inner: nn.Module):
@@ -97,7 +89,7 @@ def detector_network(model: "LungModel"):
             logits, cells = self.inner.logits_and_cells(image)
             return logits_to_probs(logits.float()), torch.sigmoid(cells.float())
 
-    return DetectorNetwork(network).eval()
+    return DetectorNetwork(model.network).eval()
 
 
 def check_inputs(spec: "ModelSpec", batch_sizes: Sequence[int] = CHECK_BATCH_SIZES,

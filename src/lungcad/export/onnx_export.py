@@ -118,9 +118,16 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET,
         worst = max(worst, compare_probabilities(
             model.cell_maps, lambda b: session.run([CELLS_NAME], {INPUT_NAME: b})[0],
             check_inputs(model.spec), tolerance, f"{what} (its cell maps)"))
+    extra = {}
+    if model.candidate_scorer is not None:  # a two-stage detector: its patch classifier too
+        from lungcad.export.onnx_stage2 import STAGE2_KEY, encode, patch_settings, stage2_onnx
+
+        data, diff = stage2_onnx(model.network, patch_settings(model.spec), opset, tolerance,
+                                 what)
+        extra[STAGE2_KEY], worst = encode(data), max(worst, diff)
     block = {**block, "max_abs_diff": worst, "check_batch_sizes": list(CHECK_BATCH_SIZES),
              "tolerance": tolerance, "export_seconds": round(time.perf_counter() - started, 2)}
-    metadata = {MODEL_JSON_KEY: json.dumps(spec_dict), EXPORT_KEY: json.dumps(block)}
+    metadata = {MODEL_JSON_KEY: json.dumps(spec_dict), EXPORT_KEY: json.dumps(block), **extra}
     if model.card:
         metadata[CARD_KEY] = model.card
     attach_metadata(proto, metadata)

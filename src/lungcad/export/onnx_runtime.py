@@ -41,7 +41,8 @@ class OnnxLungModel(LungModel):
     """A LungModel running an exported ONNX graph (output: class probabilities)."""
 
     def __init__(self, spec: ModelSpec, session, path: Path | None = None, card: str = "",
-                 export_info: dict | None = None, directory: Path | None = None):
+                 export_info: dict | None = None, directory: Path | None = None,
+                 second_stage=None):
         # LungModel.__init__ would call network.eval(); there is no torch network here.
         self.spec = spec
         self.network = None
@@ -50,7 +51,13 @@ class OnnxLungModel(LungModel):
         self.path = path
         self.export_info = export_info or {}
         self._card = card
+        self._second_stage = second_stage
         _check_session_fits(session, spec, path)
+
+    @property
+    def candidate_scorer(self):
+        """A two-stage detector's patch classifier, from the file's metadata (else None)."""
+        return self._second_stage
 
     @property
     def card(self) -> str:
@@ -65,7 +72,9 @@ class OnnxLungModel(LungModel):
     def marks_nodules(self) -> bool:
         """A detector exported with its cell maps (``lungcad export`` writes them since export
         format 2; an older file gives the image-level probabilities only)."""
-        return self.kind == "detector" and CELLS_NAME in {o.name for o in self.session.get_outputs()}
+        two_stage = "second_stage" in (self.spec.detection or {})
+        return (self.kind == "detector" and CELLS_NAME in {o.name for o in self.session.get_outputs()}
+                and (self._second_stage is not None or not two_stage))
 
     def cell_maps(self, batch: np.ndarray) -> np.ndarray:
         """The detector's cell maps (N, 2, G, G), as :meth:`LungModel.cell_maps` gives them."""
@@ -122,7 +131,10 @@ def read_onnx_file(path: str | Path, threads: int | None = None,
     except json.JSONDecodeError as exc:
         raise LungcadError(f"{path}: its lungcad metadata is not valid JSON ({exc}); export it "
                            "again") from None
-    return OnnxLungModel(spec, session, path, meta.get(CARD_KEY, ""), export_info, directory)
+    from lungcad.export.onnx_stage2 import second_stage_from_metadata
+
+    return OnnxLungModel(spec, session, path, meta.get(CARD_KEY, ""), export_info, directory,
+                         second_stage_from_metadata(meta, spec, threads, path))
 
 
 def onnx_cache_dir() -> Path:

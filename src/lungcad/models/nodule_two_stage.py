@@ -55,6 +55,9 @@ class NoduleTwoStageLite0(nn.Module):
     def cell_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.stage1.cell_logits(x)
 
+    def logits_and_cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.stage1.logits_and_cells(x)
+
     def heatmap(self, x: torch.Tensor) -> torch.Tensor:
         return self.stage1.heatmap(x)
 
