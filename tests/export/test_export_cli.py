@@ -224,3 +224,11 @@ def test_a_two_stage_detector_marks_the_same_on_onnx_runtime(tmp_path):
         entry.key, entry.value = key, value
     onnx.save(proto, str(tmp_path / "stripped.onnx"))
     assert not load_model(tmp_path / "stripped.onnx", "onnx").marks_nodules
+    # and a damaged second stage is named, not a traceback
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = STAGE2_KEY, "bm90IGFuIG9ubnggbW9kZWw="  # base64 of plain text
+    onnx.save(proto, str(tmp_path / "damaged.onnx"))
+    from lungcad.errors import LungcadError
+
+    with pytest.raises(LungcadError, match="second stage .* cannot be read"):
+        load_model(tmp_path / "damaged.onnx", "onnx")

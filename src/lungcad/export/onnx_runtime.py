@@ -73,7 +73,8 @@ class OnnxLungModel(LungModel):
         """A detector exported with its cell maps (``lungcad export`` writes them since export
         format 2; an older file gives the image-level probabilities only)."""
         two_stage = "second_stage" in (self.spec.detection or {})
-        return (self.kind == "detector" and CELLS_NAME in {o.name for o in self.session.get_outputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        return (self.kind == "detector" and CELLS_NAME in outputs
                 and (self._second_stage is not None or not two_stage))
 
     def cell_maps(self, batch: np.ndarray) -> np.ndarray:

@@ -33,9 +33,9 @@ def patch_settings(spec) -> PatchSettings:
 
 def stage2_onnx(network, patches: PatchSettings, opset: int, tolerance: float,
                 what: str) -> tuple[bytes, float]:
-    """(serialised ONNX model of ``network.stage2``, its largest |logit difference| from
+    """(serialised ONNX model of ``network.stage2``, its largest |P(nodule) difference| from
     PyTorch on random patches at batch sizes 1 and 3); a LungcadError where it differs by more
-    than ``tolerance`` (in probability)."""
+    than ``tolerance``, or where the patch classifier does not export."""
     import onnx
     import torch
 
@@ -47,12 +47,18 @@ def stage2_onnx(network, patches: PatchSettings, opset: int, tolerance: float,
     generator = torch.Generator().manual_seed(1)
     example = torch.randn((TRACE_BATCH_SIZE, *shape), generator=generator)
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(stage2, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=[PATCH_INPUT], output_names=[PATCH_OUTPUT],
-                          dynamic_axes={PATCH_INPUT: {0: "batch"}, PATCH_OUTPUT: {0: "batch"}},
-                          do_constant_folding=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings: the check below decides
+            torch.onnx.export(stage2, (example,), buffer, dynamo=False, opset_version=opset,
+                              input_names=[PATCH_INPUT], output_names=[PATCH_OUTPUT],
+                              dynamic_axes={PATCH_INPUT: {0: "batch"},
+                                            PATCH_OUTPUT: {0: "batch"}},
+                              do_constant_folding=True)
+    except Exception as exc:  # noqa: BLE001 - unsupported ops, bad opset: the user's to change
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LungcadError(f"cannot export {what}'s second stage to ONNX opset {opset} "
+                           f"({first[:300]}); try another --opset") from None
     data = buffer.getvalue()
     onnx.checker.check_model(onnx.load_from_string(data))
     session = onnx_session(data)
@@ -97,7 +103,8 @@ class OnnxSecondStage:
         return score_candidates(self.network, image, xy, mm_per_pixel, self.patches, tta=True)
 
 
-def second_stage_from_metadata(meta: dict, spec, threads: int | None, where) -> OnnxSecondStage | None:
+def second_stage_from_metadata(meta: dict, spec, threads: int | None,
+                               where) -> OnnxSecondStage | None:
     """The second stage stored in an ONNX file's metadata, or None where there is none."""
     if STAGE2_KEY not in meta:
         return None
