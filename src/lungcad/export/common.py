@@ -184,3 +184,15 @@ def check_output_path(out: str | Path, suffixes: Sequence[str]) -> Path:
     if not out.parent.is_dir():
         raise LungcadError(f"--out {out}: the folder {out.parent} does not exist")
     return out
+
+
+def onnx_session(data: bytes | str | Path, threads: int | None = None):
+    """An ONNX Runtime session on the CPU for a serialised model or a file."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    source = str(data) if isinstance(data, Path) else data
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])

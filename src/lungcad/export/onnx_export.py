@@ -27,7 +27,7 @@ from lungcad.export.common import (CARD_KEY, CELLS_NAME, CHECK_BATCH_SIZES, DEFA
                                    EXPORT_KEY, INPUT_NAME, MODEL_JSON_KEY, OUTPUT_NAME,
                                    TRACE_BATCH_SIZE, ExportReport, check_inputs, check_output_path,
                                    compare_probabilities, detector_network, export_block,
-                                   probability_network, write_sidecar)
+                                   onnx_session, probability_network, write_sidecar)
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 14  # LSTM, attention and the heads' ops need at least this
@@ -80,18 +80,6 @@ def attach_metadata(proto, metadata: dict[str, str]) -> None:
     for key, value in [*kept, *metadata.items()]:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def onnx_session(data: bytes | str | Path, threads: int | None = None):
-    """An ONNX Runtime session on the CPU for a serialised model or a file."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    source = str(data) if isinstance(data, Path) else data
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET,

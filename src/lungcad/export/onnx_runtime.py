@@ -104,7 +104,7 @@ def _check_session_fits(session, spec: ModelSpec, path: Path | None) -> None:
 
 def open_session(path: Path, threads: int | None = None):
     """An ONNX Runtime CPU session for ``path``; a LungcadError for a file it cannot read."""
-    from lungcad.export.onnx_export import onnx_session
+    from lungcad.export.common import onnx_session
 
     if not path.is_file():
         raise LungcadError(f"{path}: no such ONNX file")

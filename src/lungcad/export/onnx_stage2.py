@@ -18,6 +18,8 @@ import warnings
 import numpy as np
 
 from lungcad.errors import LungcadError
+from lungcad.export.common import (CHECK_BATCH_SIZES, TRACE_BATCH_SIZE, compare_probabilities,
+                                   onnx_session)
 from lungcad.models.patches import PatchSettings
 
 STAGE2_KEY = "lungcad.stage2_onnx"
@@ -38,9 +40,6 @@ def stage2_onnx(network, patches: PatchSettings, opset: int, tolerance: float,
     than ``tolerance``, or where the patch classifier does not export."""
     import onnx
     import torch
-
-    from lungcad.export.common import CHECK_BATCH_SIZES, TRACE_BATCH_SIZE, compare_probabilities
-    from lungcad.export.onnx_export import onnx_session
 
     stage2 = network.stage2.eval()
     shape = (patches.channels, patches.side, patches.side)
@@ -108,8 +107,6 @@ def second_stage_from_metadata(meta: dict, spec, threads: int | None,
     """The second stage stored in an ONNX file's metadata, or None where there is none."""
     if STAGE2_KEY not in meta:
         return None
-    from lungcad.export.onnx_export import onnx_session
-
     try:
         session = onnx_session(base64.b64decode(meta[STAGE2_KEY]), threads)
     except Exception as exc:  # noqa: BLE001 - a damaged or edited file
