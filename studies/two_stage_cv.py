@@ -11,10 +11,13 @@ saw fold k's test images. For each fold k, on fold k's *training* images only:
 - positives: every training nodule's centre, every candidate that hits one (FROC hit rule,
   radius + 5 mm), and ``--synthetic-copies`` copies of each training image with up to three
   synthetic nodules each (:mod:`lungcad.training.synthetic_nodules`; 0: none);
+- with ``--blobs N``, up to N dot-filter blob candidates an image added to stage 1's (at least
+  10 mm from them; their P1 is the map's cell where they lie; computed once for every image, or
+  read from ``--blob-file``, e.g. ``candidates-dot.csv`` of ``studies/candidate_recall.py``);
 - a patch classifier (``--classifier cnn``: small CNN from scratch; ``lite0``: ImageNet Lite0,
-  blocks 5-10 fine-tuned) on two fields of view (24 and 48 mm, 32 px each), balanced batches,
-  random rotation, mirror, scale 0.8-1.25 and centre jitter
-  (:mod:`lungcad.training.patch_classifier`).
+  blocks 5-10 fine-tuned) on two fields of view (``--context-mm``, default 24 and 48 mm;
+  ``--side`` px each, default 32), balanced batches, random rotation, mirror, scale 0.8-1.25
+  and centre jitter (:mod:`lungcad.training.patch_classifier`).
 
 Fold k's test candidates are then scored by the classifier (P2: averaged over the 8 symmetries
 of the square; and read once, without averaging); the marks of each variant are the 10

@@ -124,7 +124,7 @@ def write_heatmap(explainer: Explainer, image_path: str | Path, out_dir: str | P
 def detector_marks(model, loaded):
     """A detector's :class:`~lungcad.detection.detect.Detection` of a loaded image (its own
     spacing and modality), or None for a model that does not mark nodules here (a classifier,
-    or a detector without its PyTorch network)."""
+    or a detector's ONNX export made without its cell maps)."""
     if not marks_images(model):
         return None
     return detect(model, loaded.array, loaded.meta.pixel_spacing_mm, loaded.meta.modality)
