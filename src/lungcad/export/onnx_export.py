@@ -108,10 +108,9 @@ def export_onnx(model, out: str | Path, opset: int = DEFAULT_OPSET,
             check_inputs(model.spec), tolerance, f"{what} (its cell maps)"))
     extra = {}
     if model.candidate_scorer is not None:  # a two-stage detector: its patch classifier too
-        from lungcad.export.onnx_stage2 import STAGE2_KEY, encode, patch_settings, stage2_onnx
+        from lungcad.export.onnx_stage2 import STAGE2_KEY, encode, stage2_onnx
 
-        data, diff = stage2_onnx(model.network, patch_settings(model.spec), opset, tolerance,
-                                 what)
+        data, diff = stage2_onnx(model.network, model.network.patches, opset, tolerance, what)
         extra[STAGE2_KEY], worst = encode(data), max(worst, diff)
     block = {**block, "max_abs_diff": worst, "check_batch_sizes": list(CHECK_BATCH_SIZES),
              "tolerance": tolerance, "export_seconds": round(time.perf_counter() - started, 2)}

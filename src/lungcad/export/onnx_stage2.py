@@ -27,7 +27,8 @@ PATCH_INPUT, PATCH_OUTPUT = "patches", "patch_logits"
 
 
 def patch_settings(spec) -> PatchSettings:
-    """The patches a two-stage model's classifier reads (model.json ``architecture_args``)."""
+    """The patches a two-stage model's classifier reads, from model.json ``architecture_args``
+    (where there is no network to ask: the export takes the network's own ``patches``)."""
     args = spec.architecture_args or {}
     return PatchSettings(int(args.get("patch_side", PatchSettings.side)),
                          tuple(float(c) for c in args.get("context_mm", PatchSettings.context_mm)))
