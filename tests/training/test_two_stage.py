@@ -94,3 +94,21 @@ def test_the_trainer_refuses_other_networks_and_unknown_negatives():
         _config({"model": "nodule-heatmap-lite0"})
     with pytest.raises(LungcadError, match="negatives"):
         _config({"patch_samples": {"negatives": "easy"}})
+
+
+def test_a_final_two_stage_model_trains_on_every_image_with_synthetic_nodules(tmp_path):
+    """``lungcad experiment --final`` trains on the whole dataset, whose validation part is
+    its training part: nothing is held out, so the simulator may use every image."""
+    from lungcad.data.splits import whole_dataset
+    from lungcad.training.two_stage import fit
+
+    paths = jsrt_like(tmp_path / "data")
+    view = whole_dataset(Manifest.load(tmp_path / "data"), get_task("jsrt-nodule"))
+    assert view.held_out == ()
+    fold = FoldView(view.manifest, view.task, 0, 1, tuple(paths[:6]), (paths[6], paths[0]),
+                    (paths[7],))
+    assert fold.held_out == (paths[6], paths[7])   # a training image is never held out
+    lines: list[str] = []
+    trained = fit(view, tmp_path / "run", CONFIG, log=lines.append)
+    assert any(line.startswith("synthetic nodules:") for line in lines)
+    assert trained.spec.architecture == "nodule-two-stage-lite0"

@@ -227,6 +227,14 @@ class FoldView:
     split_path: Path | None = None
     split_sha256: str | None = None
 
+    @property
+    def held_out(self) -> tuple[str, ...]:
+        """The validation and test images that are not training images: what nothing made for
+        training (synthetic nodules, say) may touch. Empty for :func:`whole_dataset`'s view,
+        whose validation part is its training part."""
+        train = set(self.train)
+        return tuple(p for p in self.val + self.test if p not in train)
+
     def labels(self, part: str) -> list[int]:
         """The task's class index of each image of ``part`` (train, val or test)."""
         paths = list(getattr(self, _checked_part(part)))

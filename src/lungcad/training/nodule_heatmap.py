@@ -344,7 +344,7 @@ def fit(view, out_dir: str | Path, config: Mapping | None = None, *, resume: boo
 
     cfg = _config(config)
     network = _train(view.manifest, [view.task], list(view.train), cfg, feature_cache, log,
-                     refused=list(view.val) + list(view.test))
+                     refused=list(view.held_out))
     val_feats = _features_for(network, view.manifest, list(view.val), int(cfg["image_size"]),
                               feature_cache)
     val_scores = score_features(network, val_feats, _output(view.task))

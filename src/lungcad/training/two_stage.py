@@ -184,7 +184,7 @@ def fit(view, out_dir: str | Path, config: Mapping | None = None, *, resume: boo
 
     cfg = _config(config)
     stage1_cfg = {**cfg, "model": nodule_heatmap.ARCHITECTURE}
-    refused = list(view.val) + list(view.test)
+    refused = list(view.held_out)
     stage1 = nodule_heatmap._train(view.manifest, [view.task], list(view.train), stage1_cfg,
                                    feature_cache, log, refused=refused)
     network = train_second_stage(stage1, view.manifest, list(view.train), refused, cfg,
