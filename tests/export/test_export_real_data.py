@@ -70,7 +70,7 @@ def test_bundled_detector_marks_the_same_on_onnx_runtime(jsrt_images):
     assert on_onnx.network is None and on_onnx.marks_nodules
     for path in jsrt_images:
         a, b = detect(on_torch, path), detect(on_onnx, path)
-        assert len(a) == len(b) == on_torch.spec.detection["marks"]["peaks"]
+        assert len(a) == len(b) and 1 <= len(a) <= on_torch.spec.detection["marks"]["peaks"]
         for fa, fb in zip(a, b):
             assert abs(fa.x - fb.x) <= 1 and abs(fa.y - fb.y) <= 1
             assert fb.score == pytest.approx(fa.score, abs=1e-4)

@@ -63,17 +63,16 @@ def test_the_input_step_reads_a_path_or_takes_an_array(tmp_path):
     assert given.meta.modality == "unknown" and given.meta.pixel_spacing_mm == (1.0, 2.0)
 
 
-def test_the_jsrt_weights_ship_once():
-    """jsrt-malignant reads jsrt-nodules' weights.pt (one training gives both outputs)."""
-    assert not (BUNDLED_DIR / "jsrt-malignant" / WEIGHTS_FILE).exists()
-    malignant, nodules = (read_spec(BUNDLED_DIR / n) for n in ("jsrt-malignant", "jsrt-nodules"))
-    assert malignant.weights_from == "jsrt-nodules" and nodules.weights_from is None
-    assert weights_path(BUNDLED_DIR / "jsrt-malignant", malignant) == \
-        BUNDLED_DIR / "jsrt-nodules" / WEIGHTS_FILE
-    assert malignant.architecture == nodules.architecture == "nodule-heatmap-lite0"
-    a, b = read_model_dir(BUNDLED_DIR / "jsrt-malignant"), read_model_dir(BUNDLED_DIR / "jsrt-nodules")
-    assert (a.kind, b.kind) == ("classifier", "detector")
-    assert (a.network.output, b.network.output) == ("malignant", "nodule")
+def test_a_model_reads_the_weights_of_the_bundled_model_it_names(tmp_path):
+    """model.json ``weights_from``: one weights.pt serves two model directories."""
+    (tmp_path / "m").mkdir()
+    spec = json.loads((BUNDLED_DIR / "jsrt-malignant" / SPEC_FILE).read_text())
+    (tmp_path / "m" / SPEC_FILE).write_text(json.dumps({**spec, "weights_from": "jsrt-malignant"}))
+    assert not (tmp_path / "m" / WEIGHTS_FILE).exists()
+    assert weights_path(tmp_path / "m", read_spec(tmp_path / "m")) == \
+        BUNDLED_DIR / "jsrt-malignant" / WEIGHTS_FILE
+    a, b = read_model_dir(tmp_path / "m"), read_model_dir(BUNDLED_DIR / "jsrt-malignant")
+    assert read_spec(BUNDLED_DIR / "jsrt-malignant").weights_from is None
     for key, tensor in a.network.state_dict().items():
         assert torch.equal(tensor, b.network.state_dict()[key]), key
 
