@@ -110,3 +110,23 @@ def test_the_patch_classifier_learns_discs_from_bars():
     assert averaged.shape == single.shape == (6,)
     assert averaged[:3].min() > averaged[3:].max()      # every disc above every bar
     assert not np.allclose(averaged, single)            # averaging is not the single view
+
+
+def test_scores_read_in_batches_equal_one_pass_over_every_patch(monkeypatch):
+    """score_candidates reads SCORE_BATCH patches at a time: the same probabilities, in the
+    same order, as one forward pass over every view of every candidate."""
+    from lungcad.models import nodule_patch
+    from lungcad.models.patches import dihedral_patches
+
+    torch.manual_seed(0)
+    network = build_patch_classifier("cnn", 2, widths=(8, 16)).eval()
+    settings = PatchSettings(side=16, context_mm=(16.0, 32.0))
+    image = torch.rand(128, 128)
+    points = np.random.default_rng(0).uniform(20, 108, size=(7, 2))  # 56 views
+    monkeypatch.setattr(nodule_patch, "SCORE_BATCH", 5)                # 12 batches, the last short
+    batched = score_candidates(network, image, points, MM, settings, tta=True)
+    with torch.no_grad():
+        views = dihedral_patches(image, points, MM, settings)
+        whole = torch.sigmoid(network(views.flatten(0, 1))).reshape(8, 7).mean(dim=0).numpy()
+    np.testing.assert_allclose(batched, whole, rtol=1e-5, atol=1e-6)
+    assert np.ptp(batched) > 0                                         # not one value for all
