@@ -13,7 +13,7 @@ Files in a model directory:
   architecture's pretrained weights (which install offline with their package, checked by sha256);
   that keeps the bundled models small. Otherwise (``"none"``) it holds every tensor.
   ``weights_from`` (optional) names another bundled model whose weights.pt this one reads, so
-  that two bundles of one network (``jsrt-nodules``, ``jsrt-malignant``) ship its weights once.
+  that two bundles of one network (two outputs of one training, say) ship its weights once.
 - ``MODEL_CARD.md`` (shown by the page), ``training_images.sha256``: optional.
 
 Whatever reads a model needs nothing else to reproduce its output. This module is the format
