@@ -16,3 +16,10 @@ def excerpt(value: object, limit: int = 40) -> str:
     if len(text) <= limit:
         return repr(text) if isinstance(value, str) else repr(value)
     return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a third-party exception's message (its type's name where it has none),
+    for a one-line error."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -24,7 +24,7 @@ from typing import Sequence
 import pandas as pd
 
 from lungcad.engine.shards import ERROR_COLUMNS, collect, done_inputs
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, first_line
 
 RUN_FILE = "run.json"
 HASH_BLOCK = 64  # files hashed per Ray task
@@ -119,7 +119,7 @@ def _predict(ray, todo: pd.DataFrame, source, out_dir: Path, *, model: str, runt
         for batch in dataset.iter_batches(batch_format="pandas", batch_size=None):
             done += len(batch)
     except ray.exceptions.RayError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LungcadError(f"the Ray job stopped ({first}); the finished batches are kept in "
                            f"{out_dir / 'shards'}: run the same command again to finish") from None
     return done

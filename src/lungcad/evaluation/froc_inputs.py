@@ -14,7 +14,7 @@ from lungcad.jsrt_geometry import (
     JSRT_COORD_FRAME,
     JSRT_PIXEL_MM_AT_512,
 )
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, first_line
 
 FINDINGS_COLUMNS = ("path", "x", "y", "radius_mm", "score")
 TRUTH_COLUMNS = ("path", "x_mm", "y_mm", "radius_mm", "size_mm", "subtlety", "label", "x0_mm",
@@ -53,7 +53,7 @@ def read_findings(path: str | Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={"path": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LungcadError(f"findings file {path} is not a readable CSV ({first})") from None
     return validate_findings(frame, str(path))
 

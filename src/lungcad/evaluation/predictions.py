@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lungcad.csvsafe import restore_formulas
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, first_line
 
 PROB_PREFIX = "prob_"
 REQUIRED_COLUMNS = ("path", "predicted_label", "model")
@@ -77,8 +77,7 @@ def read_predictions(path: str | Path, require_decisions: bool = True) -> pd.Dat
     try:
         frame = pd.read_csv(path, dtype={c: str for c in LABEL_COLUMNS})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LungcadError(f"predictions file {path} is not a readable CSV ({first_line})") from None
+        raise LungcadError(f"predictions file {path} is not a readable CSV ({first_line(exc)})") from None
     frame = restore_formulas(frame)  # what lungcad's writers neutralised for spreadsheets
     frame.attrs["source"] = str(path)
     frame.attrs["sha256"] = hashlib.sha256(raw).hexdigest()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, first_line
 from lungcad.export import DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,7 +118,7 @@ def compare_probabilities(reference: Callable[[np.ndarray], np.ndarray],
         try:
             got = np.asarray(candidate(batch), dtype=np.float64)
         except Exception as exc:  # noqa: BLE001 - any failure of the export to run is a refusal
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise LungcadError(
                 f"{what} fails to run a batch of {len(batch)} ({first[:300]}); the network does "
                 "not export with a dynamic batch size: nothing was written") from None

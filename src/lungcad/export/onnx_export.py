@@ -22,7 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, first_line
 from lungcad.export.common import (CARD_KEY, CELLS_NAME, CHECK_BATCH_SIZES, DEFAULT_TOLERANCE,
                                    EXPORT_KEY, INPUT_NAME, MODEL_JSON_KEY, OUTPUT_NAME,
                                    TRACE_BATCH_SIZE, ExportReport, check_inputs, check_output_path,
@@ -59,7 +59,7 @@ def onnx_proto(model, opset: int = DEFAULT_OPSET):
                 dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]},
                 do_constant_folding=True)
     except Exception as exc:  # noqa: BLE001 - unsupported ops, bad opset: the user's to change
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LungcadError(f"cannot export {spec.architecture} to ONNX opset {opset} ({first[:300]}); "
                            "try another --opset, or --format torchscript") from None
     proto = onnx.load_from_string(buffer.getvalue())

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, first_line
 from lungcad.export.common import (CARD_KEY, CELLS_NAME, EXPORT_FORMAT, EXPORT_KEY, INPUT_NAME,
                                    MODEL_JSON_KEY, OUTPUT_NAME)
 from lungcad.hashing import file_sha256
@@ -111,7 +111,7 @@ def open_session(path: Path, threads: int | None = None):
     try:
         return onnx_session(path, threads)
     except Exception as exc:  # noqa: BLE001 - InvalidProtobuf, Fail, ...: a damaged file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LungcadError(f"{path}: ONNX Runtime cannot load this file ({first[:300]}); it is "
                            "damaged or not an ONNX model: export it again with `lungcad export`") from None
 

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, first_line
 from lungcad.export.common import (CHECK_BATCH_SIZES, TRACE_BATCH_SIZE, compare_probabilities,
                                    onnx_session)
 from lungcad.models.patches import PatchSettings
@@ -56,7 +56,7 @@ def stage2_onnx(network, patches: PatchSettings, opset: int, tolerance: float,
                                             PATCH_OUTPUT: {0: "batch"}},
                               do_constant_folding=True)
     except Exception as exc:  # noqa: BLE001 - unsupported ops, bad opset: the user's to change
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LungcadError(f"cannot export {what}'s second stage to ONNX opset {opset} "
                            f"({first[:300]}); try another --opset") from None
     data = buffer.getvalue()
@@ -111,7 +111,7 @@ def second_stage_from_metadata(meta: dict, spec, threads: int | None,
     try:
         session = onnx_session(base64.b64decode(meta[STAGE2_KEY]), threads)
     except Exception as exc:  # noqa: BLE001 - a damaged or edited file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LungcadError(f"{where}: its second stage ({STAGE2_KEY}) cannot be read "
                            f"({first[:200]}); export it again with `lungcad export`") from None
     return OnnxSecondStage(session, patch_settings(spec))

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from lungcad.errors import LungcadError
+from lungcad.errors import LungcadError, first_line
 from lungcad.export.common import (CARD_KEY, CHECK_BATCH_SIZES, DEFAULT_TOLERANCE, EXPORT_KEY,
                                    MODEL_JSON_KEY, TRACE_BATCH_SIZE, ExportReport, check_inputs,
                                    check_output_path, compare_probabilities, export_block,
@@ -85,7 +85,7 @@ def export_torchscript(model: LungModel, out: str | Path,
             traced = torch.jit.trace(probability_network(model.network), (example,),
                                      check_trace=False)
     except Exception as exc:  # noqa: BLE001 - an untraceable network is the user's to know
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LungcadError(f"cannot trace {spec.architecture} to TorchScript ({first[:300]}); "
                            "try --format onnx") from None
     block = export_block(model, "torchscript", exporter="torch.jit.trace")
@@ -126,7 +126,7 @@ def load_torchscript_model(path: str | Path) -> TorchScriptLungModel:
         with _quiet_jit():
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign archive
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LungcadError(f"{path}: cannot load this TorchScript archive ({first[:300]}); "
                            "export it again with `lungcad export --format torchscript`") from None
     extra = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
