@@ -56,9 +56,12 @@ class Model:
 
     def detect(self, image, spacing_mm: tuple[float, float] | None = None,
                modality: str | None = None, marks: dict | None = None, age=None,
-               sex=None) -> Detection:
-        """Nodule marks on one image (a detector such as jsrt-nodules); iterate for the marks."""
-        return detect(self.core, image, spacing_mm, modality, marks, age, sex)
+               sex=None, second_stage: dict | None = None) -> Detection:
+        """Nodule marks on one image (a detector such as jsrt-nodules); iterate for the marks.
+        ``marks`` / ``second_stage``: mark and (two-stage detector) candidate settings to
+        change, e.g. ``second_stage={"candidates": 50}``."""
+        return detect(self.core, image, spacing_mm, modality, marks, age, sex,
+                      second_stage=second_stage)
 
     def explain(self, image, method: str = "gradcam",
                 target_class: str | None = None) -> np.ndarray:

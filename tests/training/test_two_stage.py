@@ -69,6 +69,18 @@ def test_a_two_stage_fold_trains_on_training_images_only_and_marks_by_fused_scor
                                                        mark.y * size / image.shape[0]]]),
                                             found.mm_per_pixel * image.shape[1] / size)[0])
         assert mark.score == pytest.approx(np.sqrt(p1 * p2), rel=1e-5)
+    # what stage 2 looked at: stage 1's candidates, strongest map score first, each with its P2
+    assert 1 <= len(found.candidates) <= 6 and len(found.candidate_p2) == len(found.candidates)
+    p1s = [c.score for c in found.candidates]
+    assert p1s == sorted(p1s, reverse=True)
+    best = int(np.argmax(fuse(p1s, found.candidate_p2)))
+    assert found.findings[0].score == pytest.approx(np.sqrt(p1s[best] * found.candidate_p2[best]))
+    # looking at fewer candidates looks at the first of the same list
+    fewer = detect(model, image, lungs=None, second_stage={"candidates": 2})
+    assert [(c.x, c.y) for c in fewer.candidates] == [(c.x, c.y) for c in found.candidates[:2]]
+    assert np.allclose(fewer.candidate_p2, found.candidate_p2[:2], atol=1e-6)
+    with pytest.raises(LungcadError, match="unknown second-stage setting"):
+        detect(model, image, lungs=None, second_stage={"candidate": 2})
     # the image-level output is stage 1's: the strongest cell
     probs = model.predict_proba([image])[0]
     assert probs[1] == pytest.approx(found.nodule_map.max(), rel=1e-4)

@@ -36,6 +36,10 @@ class Detection:
     warnings: list[str] = field(default_factory=list)
     malignancy_age_sex: float | None = None  # P(malignant) with age and sex (see clinical)
     age_sex_note: str = ""                   # which of age/sex were missing, and what was used
+    # a two-stage detector's candidates (score: stage 1's P(nodule)) and stage 2's P(nodule)
+    # of each; empty for a one-stage detector
+    candidates: list[Finding] = field(default_factory=list)
+    candidate_p2: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __iter__(self):
         return iter(self.findings)
@@ -73,9 +77,12 @@ def add_age_sex(detection: Detection, clinical: dict | None, age=None, sex=None)
 
 def detect_image(model, image: np.ndarray, source: str = "image",
                  spacing_mm: tuple[float, float] | None = None, modality: str = "unknown",
-                 settings: MarkSettings | None = None, lungs=None) -> Detection:
+                 settings: MarkSettings | None = None, lungs=None,
+                 second_stage: dict | None = None) -> Detection:
     """Marks on ``image`` (2-D, [0, 1]) by the detector ``model`` (a :class:`LungModel`), inside
-    the lung mask of the segmenter ``lungs`` (a LungModel; None: anywhere, with a warning)."""
+    the lung mask of the segmenter ``lungs`` (a LungModel; None: anywhere, with a warning);
+    ``second_stage``: :class:`~lungcad.detection.second_stage.SecondStageSettings` fields to
+    change (a two-stage detector only)."""
     from lungcad.jsrt_geometry import jsrt_mm_per_pixel
 
     if not getattr(model, "marks_nodules", False):
@@ -83,6 +90,10 @@ def detect_image(model, image: np.ndarray, source: str = "image",
                "with `lungcad export`, or use --runtime torch"
                if getattr(model, "kind", None) == "detector" else "it has no cell maps to mark")
         raise LungcadError(f"{model.spec.name} cannot mark nodules: {why}")
+    scorer = getattr(model, "candidate_scorer", None)
+    if second_stage and scorer is None:
+        raise LungcadError(f"{model.spec.name} is a one-stage detector: it has no second-stage "
+                           "settings to change")
     if settings is None:
         settings = MarkSettings.from_mapping((model.spec.detection or {}).get("marks"))
     image = np.asarray(image, dtype=np.float32)
@@ -103,20 +114,25 @@ def detect_image(model, image: np.ndarray, source: str = "image",
         lung_mask = segmentation.mask
         warnings += segmentation.warnings
     allowed = allowed_cells(lung_mask, nodule.shape, mm_per_pixel, settings.lung_margin_mm)
-    scorer = getattr(model, "candidate_scorer", None)
+    candidates, p2 = [], np.zeros(0)
     if scorer is not None:   # a two-stage detector: candidates, re-scored
-        from lungcad.detection.second_stage import SecondStageSettings, rescored
+        from lungcad.detection.second_stage import (SecondStageSettings,
+                                                    candidate_probabilities, rescored)
 
-        second = SecondStageSettings.from_mapping((model.spec.detection or {}).get("second_stage"))
+        second = SecondStageSettings.from_mapping(
+            {**dict((model.spec.detection or {}).get("second_stage") or {}),
+             **dict(second_stage or {})})
         looked = replace(settings, peaks=second.candidates, min_score=0.0,
                          min_distance_mm=second.candidate_distance_mm)
         candidates = marks_from_cells(nodule, malignant, allowed, image.shape, mm_per_pixel,
                                       looked)
-        findings = rescored(scorer, prepared, candidates, image.shape, mm_per_pixel, settings)
+        p2 = candidate_probabilities(scorer, prepared, candidates, image.shape, mm_per_pixel)
+        findings = rescored(candidates, p2, mm_per_pixel, settings)
     else:
         findings = marks_from_cells(nodule, malignant, allowed, image.shape, mm_per_pixel,
                                     settings)
-    return Detection(findings, nodule, malignant, lung_mask, mm_per_pixel, warnings)
+    return Detection(findings, nodule, malignant, lung_mask, mm_per_pixel, warnings,
+                     candidates=candidates, candidate_p2=p2)
 
 
 _BUNDLED_LUNGS = object()  # default of detect(lungs=...): the bundled jsrt-lungs
@@ -124,14 +140,16 @@ _BUNDLED_LUNGS = object()  # default of detect(lungs=...): the bundled jsrt-lung
 
 def detect(model, image, spacing_mm: tuple[float, float] | None = None,
            modality: str | None = None, marks: dict | None = None, age=None, sex=None,
-           lungs=_BUNDLED_LUNGS) -> Detection:
+           lungs=_BUNDLED_LUNGS, second_stage: dict | None = None) -> Detection:
     """Nodule marks on one image (a path, or a 2-D array in [0, 1]) by ``model`` (a detector
     LungModel): a :class:`Detection` whose ``findings`` (iterating it gives them) are
     :class:`~lungcad.findings.Finding` in the image's own pixel coordinates, strongest first;
     only inside the lungs of ``lungs`` (a segmenter; default the bundled ``jsrt-lungs`` where it
     is installed, None for no lung mask). ``spacing_mm`` (row, column) where the image has none
     of its own (DICOM has); ``marks``: :class:`~lungcad.detection.marks.MarkSettings` fields to
-    change; ``age`` (years, or DICOM ``063Y``) and ``sex`` (M/F) for the malignancy with age and
+    change; ``second_stage``: a two-stage detector's
+    :class:`~lungcad.detection.second_stage.SecondStageSettings` fields to change (e.g. how
+    many candidates it looks at); ``age`` (years, or DICOM ``063Y``) and ``sex`` (M/F) for the malignancy with age and
     sex (from the DICOM's PatientAge/PatientSex where the image is a DICOM path and they are
     None)."""
     if model.kind != "detector":
@@ -145,5 +163,5 @@ def detect(model, image, spacing_mm: tuple[float, float] | None = None,
     extra = model.spec.detection or {}
     settings = MarkSettings.from_mapping({**dict(extra.get("marks") or {}), **dict(marks or {})})
     detection = detect_image(model, given.array, given.source, given.meta.pixel_spacing_mm,
-                             given.meta.modality, settings, lungs)
+                             given.meta.modality, settings, lungs, second_stage)
     return add_age_sex(detection, extra.get("clinical"), age, sex)

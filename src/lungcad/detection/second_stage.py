@@ -61,20 +61,27 @@ def keep_apart(findings: list[Finding], mm_per_pixel: float, min_distance_mm: fl
     return kept
 
 
-def rescored(network, prepared: np.ndarray, candidates: list[Finding],
-             image_shape: tuple[int, int], mm_per_pixel: float, marks) -> list[Finding]:
-    """The final marks from the stage-1 ``candidates`` (image pixels of an ``image_shape``
-    image with ``mm_per_pixel``): each scored by ``network.candidate_scores`` on the
-    ``prepared`` input (C, S, S), fused, and kept by the mark settings ``marks``."""
+def candidate_probabilities(network, prepared: np.ndarray, candidates: list[Finding],
+                            image_shape: tuple[int, int], mm_per_pixel: float) -> np.ndarray:
+    """Stage 2's P(nodule) of each of the stage-1 ``candidates`` (image pixels of an
+    ``image_shape`` image with ``mm_per_pixel``), by ``network.candidate_scores`` on the
+    ``prepared`` input (C, S, S)."""
     import torch
 
     if not candidates:
-        return []
+        return np.zeros(0)
     h, w = image_shape
     size = prepared.shape[-1]
     xy = np.array([[f.x * size / w, f.y * size / h] for f in candidates])
-    p2 = network.candidate_scores(torch.from_numpy(np.asarray(prepared[0], np.float32)), xy,
-                                  mm_per_pixel * w / size)
+    return np.asarray(network.candidate_scores(
+        torch.from_numpy(np.asarray(prepared[0], np.float32)), xy, mm_per_pixel * w / size),
+        float)
+
+
+def rescored(candidates: list[Finding], p2: np.ndarray, mm_per_pixel: float,
+             marks) -> list[Finding]:
+    """The final marks: the ``candidates`` (scored by stage 1) with their stage-2 ``p2``,
+    fused, kept by the mark settings ``marks``."""
     fused = fuse([f.score for f in candidates], p2)
     scored = [replace(f, score=float(s)) for f, s in zip(candidates, fused)]
     return keep_apart(scored, mm_per_pixel, marks.min_distance_mm, marks.peaks, marks.min_score)
