@@ -15,7 +15,9 @@ the model's mark settings).
 
 Nested choice: for each fold k, n is the count with the highest pooled CPM on the OTHER nine
 folds' candidates (ties: the smaller n); fold k is marked with it. Fold k's labels never choose
-its own n. Printed: every fixed n pooled over the folds (n = the config's own must equal the
+its own n. Printed: how many of the nodules among the first ``--judge`` candidates
+each score (P1, P2, fused) puts above the score of about 2 false candidates an image; every
+fixed n pooled over the folds (n = the config's own must equal the
 run's ``froc/`` figures: a check of this study), and the nested choice; each written as a run
 folder (``oof_findings.csv``) for ``studies/froc_paired.py``.
 
@@ -99,6 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--split", type=Path, default=Path("splits/jsrt-nodule-10fold.json"))
     parser.add_argument("--most", type=int, default=60, help="candidates looked at, at most")
     parser.add_argument("--counts", type=int, nargs="+", default=[20, 30, 40, 50, 60])
+    parser.add_argument("--judge", type=int, default=30,
+                        help="how many candidates an image the P1/P2/fused comparison reads")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write (default RUN/candidate-count)")
     parser.add_argument("--bootstrap", type=int, default=2000)
@@ -162,6 +166,18 @@ def main(argv=None) -> int:
         found = set(hit.mark_nodule[(table["rank"] < n).to_numpy() & (hit.mark_nodule >= 0)])
         print(f"among the first {n} candidates an image: {len(found)} of {len(truth.nodules)} "
               "nodules")
+    judged = table[(table["rank"] < args.judge).to_numpy()].assign(
+        fused=lambda t: np.sqrt(t["p1"] * t["p2"]), nodule=hit.mark_nodule[
+            (table["rank"] < args.judge).to_numpy()])
+    false = judged[judged["nodule"] < 0]
+    level = 2 * len(images)               # about 2 false candidates an image
+    above = {col: int((judged[judged["nodule"] >= 0].groupby("nodule")[col].max() >
+                       false[col].nlargest(level + 1).iloc[-1]).sum())
+             for col in ("p1", "p2", "fused")}
+    print(f"of the {judged.loc[judged['nodule'] >= 0, 'nodule'].nunique()} nodules among the "
+          f"first {args.judge} candidates, above the {level + 1}th false candidate's score "
+          f"(no suppression between marks): {above['p1']} by P1, {above['p2']} by P2, "
+          f"{above['fused']} fused")
     print("candidates per fold (chosen on the other folds):",
           ", ".join(f"{k}: {n}" for k, n in chosen.items()))
     print("\n".join(lines))
