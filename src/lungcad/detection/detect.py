@@ -149,9 +149,9 @@ def detect(model, image, spacing_mm: tuple[float, float] | None = None,
     of its own (DICOM has); ``marks``: :class:`~lungcad.detection.marks.MarkSettings` fields to
     change; ``second_stage``: a two-stage detector's
     :class:`~lungcad.detection.second_stage.SecondStageSettings` fields to change (e.g. how
-    many candidates it looks at); ``age`` (years, or DICOM ``063Y``) and ``sex`` (M/F) for the malignancy with age and
-    sex (from the DICOM's PatientAge/PatientSex where the image is a DICOM path and they are
-    None)."""
+    many candidates it looks at); ``age`` (years, or DICOM ``063Y``) and ``sex`` (M/F) for the
+    malignancy with age and sex (from the DICOM's PatientAge/PatientSex where the image is a
+    DICOM path and they are None)."""
     if model.kind != "detector":
         raise LungcadError(f"{model.spec.name} is a {model.kind}: it does not mark nodules; "
                            "use a detector such as jsrt-nodules")
