@@ -132,11 +132,10 @@ def main(argv=None) -> int:
     images = list(dict.fromkeys(table["path"]))
     truth = truth_from_lesions(manifest, images)
 
-    def cpm(part: pd.DataFrame, n: int) -> float:
-        mine = truth_from_lesions(manifest, list(dict.fromkeys(part["path"])))
+    def cpm(part: pd.DataFrame, part_truth, n: int) -> float:
         marks = marks_with(part, {k: n for k in folds}, settings)
         return froc.cpm_of(froc.match(froc.normalise_paths(froc.validate_findings(marks),
-                                                           mine), mine))
+                                                           part_truth), part_truth))
 
     lines = ["| marks by (out of fold) | CPM | sens. at 1 FP/image | at 2 | at 4 |",
              "|---|---|---|---|---|"]
@@ -150,7 +149,8 @@ def main(argv=None) -> int:
     chosen = {}
     for k in folds:
         others = table[table["fold"] != k]
-        scores = {n: cpm(others, n) for n in args.counts}
+        others_truth = truth_from_lesions(manifest, list(dict.fromkeys(others["path"])))
+        scores = {n: cpm(others, others_truth, n) for n in args.counts}
         chosen[k] = max(args.counts, key=lambda n: (scores[n], -n))
     marks = marks_with(table, chosen, settings)
     result = froc.froc_analysis(marks, truth, n_bootstrap=args.bootstrap, seed=0)
