@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     from lungcad.evaluation import froc
     from lungcad.evaluation.lesion_truth import truth_from_lesions
     from lungcad.model_dir import read_spec
+    from lungcad.training.two_stage import candidate_hits
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished lungcad experiment run of a "
@@ -160,14 +161,13 @@ def main(argv=None) -> int:
     (folder / "froc.json").write_text(json.dumps(
         {"candidates": {str(k): n for k, n in chosen.items()}, **result}, indent=1))
     lines.append(row("n chosen per fold on the other folds (nested)", result))
-    hit = froc.match(froc.normalise_paths(froc.validate_findings(
-        table[["path", "x", "y", "radius_mm", "frame_size"]].assign(score=0.5)), truth), truth)
+    hit = candidate_hits(table, truth)          # the nodule row each candidate hits, or -1
     for n in args.counts:
-        found = set(hit.mark_nodule[(table["rank"] < n).to_numpy() & (hit.mark_nodule >= 0)])
+        found = set(hit[(table["rank"] < n).to_numpy() & (hit >= 0)])
         print(f"among the first {n} candidates an image: {len(found)} of {len(truth.nodules)} "
               "nodules")
     judged = table[(table["rank"] < args.judge).to_numpy()].assign(
-        fused=lambda t: np.sqrt(t["p1"] * t["p2"]), nodule=hit.mark_nodule[
+        fused=lambda t: np.sqrt(t["p1"] * t["p2"]), nodule=hit[
             (table["rank"] < args.judge).to_numpy()])
     false = judged[judged["nodule"] < 0]
     level = 2 * len(images)               # about 2 false candidates an image

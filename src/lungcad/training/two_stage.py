@@ -74,11 +74,13 @@ def training_candidates(stage1, manifest, paths: Sequence[str], load_mask, size:
     return pd.concat(frames, ignore_index=True)
 
 
-def candidate_hits(candidates: pd.DataFrame, truth, size: int) -> np.ndarray:
-    """The nodule of ``truth`` each candidate hits by the FROC hit rule (its row; -1: none)."""
+def candidate_hits(candidates: pd.DataFrame, truth, size: int | None = None) -> np.ndarray:
+    """The nodule of ``truth`` each candidate hits by the FROC hit rule (its row; -1: none);
+    coordinates in a ``size`` px frame, or (None) each row's own ``frame_size``."""
     from lungcad.evaluation import froc
 
-    marks = candidates[["path", "x", "y", "radius_mm"]].assign(score=0.5, frame_size=size)
+    frame = candidates["frame_size"] if size is None else size
+    marks = candidates[["path", "x", "y", "radius_mm"]].assign(score=0.5, frame_size=frame)
     return froc.match(froc.normalise_paths(froc.validate_findings(marks), truth),
                       truth).mark_nodule
 
